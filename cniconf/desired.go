@@ -1,0 +1,91 @@
+package cniconf
+
+import (
+	"fmt"
+	"os"
+)
+
+// Kind tells the two managed files apart.
+type Kind string
+
+// The managed files.
+const (
+	KindConf       Kind = "conf"
+	KindKubeconfig Kind = "kubeconfig"
+)
+
+// File is one file as it should be on disk. Content holds the token; it is
+// never printed, only written.
+type File struct {
+	Name    string
+	Kind    Kind
+	Content []byte
+	Mode    os.FileMode
+
+	token       string
+	tokenFields []TokenField
+	parse       func([]byte, []TokenField) (snapshot, error)
+}
+
+// HoldsToken reports whether the file carries the token.
+func (f *File) HoldsToken() bool {
+	return f.token != "" && (f.Kind == KindKubeconfig || len(f.tokenFields) > 0)
+}
+
+// Desired is the set of files the inputs call for.
+type Desired struct {
+	Files []*File
+	// Token is kept to redact it from anything shown.
+	Token string
+}
+
+// Conf is the CNI config among the desired files.
+func (d *Desired) Conf() *File {
+	for _, f := range d.Files {
+		if f.Kind == KindConf {
+			return f
+		}
+	}
+	return nil
+}
+
+// BuildDesired renders the template and, when the template refers to it, the
+// kubeconfig, names the conf file by its content (or checks confName against
+// it) and validates it as a runtime would load it. Any error leaves the node's
+// files alone: nothing has been written yet.
+func BuildDesired(in *Inputs, confName string) (*Desired, error) {
+	conf, err := RenderTemplate(in)
+	if err != nil {
+		return nil, err
+	}
+	name, err := ConfName(confName, conf)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateConf(name, conf); err != nil {
+		return nil, fmt.Errorf("rendered %s: %w", name, err)
+	}
+	fields, err := learnTokenFields(in)
+	if err != nil {
+		return nil, err
+	}
+	mode := os.FileMode(0o644)
+	if len(fields) > 0 {
+		mode = 0o600
+	}
+	d := &Desired{Token: in.Token, Files: []*File{{
+		Name: name, Kind: KindConf, Content: conf, Mode: mode,
+		token: in.Token, tokenFields: fields, parse: parseConf,
+	}}}
+	if in.usesKubeconfig() {
+		k, err := in.DesiredKubeconfig()
+		if err != nil {
+			return nil, err
+		}
+		d.Files = append(d.Files, &File{
+			Name: in.kubeconfigName(), Kind: KindKubeconfig, Content: k.Bytes(), Mode: 0o600,
+			token: in.Token, parse: parseKubeconfigSnapshot,
+		})
+	}
+	return d, nil
+}
