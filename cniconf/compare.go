@@ -1,0 +1,317 @@
+package cniconf
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// State is what a managed file is, compared with what should be there.
+type State string
+
+// The states of the product contract, in the order that decides which one is
+// reported when several apply.
+const (
+	Error      State = "Error"
+	Missing    State = "Missing"
+	Corrupt    State = "Corrupt"
+	Drifted    State = "Drifted"
+	Outdated   State = "Outdated"
+	StaleToken State = "StaleToken"
+	Shadowed   State = "Shadowed"
+	InSync     State = "InSync"
+)
+
+// Severity orders states: a lower number is reported first.
+func (s State) Severity() int {
+	for i, x := range []State{Error, Missing, Corrupt, Drifted, Outdated, StaleToken, Shadowed, InSync} {
+		if s == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// TokenField is a place in a JSON document where the token sits, with the
+// text the template puts around it in the same string.
+type TokenField struct {
+	Path   string `json:"path"`
+	Prefix string `json:"prefix,omitempty"`
+	Suffix string `json:"suffix,omitempty"`
+}
+
+// tokenMask stands for a token in masked documents and records.
+const tokenMask = "<token>"
+
+// tokenSentinel is rendered in place of the token to find where it lands. It
+// is JSON-safe and cannot appear in a Calico template by chance.
+const tokenSentinel = "calico-cni-sync-token-sentinel-7f3a9c"
+
+// snapshot is what a file means with its tokens masked, and the tokens found.
+type snapshot struct {
+	meaning any
+	tokens  []string
+}
+
+// learnTokenFields renders the template with a sentinel token and records
+// every string the sentinel lands in.
+func learnTokenFields(in *Inputs) ([]TokenField, error) {
+	if !strings.Contains(in.Template, TokenPlaceholder) {
+		return nil, nil
+	}
+	out, err := in.render(tokenSentinel)
+	if err != nil {
+		// The real token rendered, a string did not: the placeholder
+		// sits outside the quotes.
+		return nil, fmt.Errorf("the template names %s outside any JSON string", TokenPlaceholder)
+	}
+	var doc any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("rendered cni_network_config is not JSON: %w", err)
+	}
+	var fields []TokenField
+	walkStrings(doc, nil, func(path []string, s string) {
+		if i := strings.Index(s, tokenSentinel); i >= 0 {
+			fields = append(fields, TokenField{Path: strings.Join(path, "."), Prefix: s[:i], Suffix: s[i+len(tokenSentinel):]})
+		}
+	})
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("the template names %s outside any JSON string", TokenPlaceholder)
+	}
+	return fields, nil
+}
+
+func walkStrings(v any, path []string, fn func([]string, string)) {
+	switch t := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			walkStrings(t[k], append(path[:len(path):len(path)], k), fn)
+		}
+	case []any:
+		for i, e := range t {
+			walkStrings(e, append(path[:len(path):len(path)], strconv.Itoa(i)), fn)
+		}
+	case string:
+		fn(path, t)
+	}
+}
+
+// lookup follows a dotted path; the parent and key are returned so the value
+// can be replaced.
+func lookup(doc any, path string) (parent any, key string, val any, ok bool) {
+	cur := doc
+	segs := strings.Split(path, ".")
+	for i, seg := range segs {
+		parent, key = cur, seg
+		switch t := cur.(type) {
+		case map[string]any:
+			cur, ok = t[seg]
+		case []any:
+			n, err := strconv.Atoi(seg)
+			ok = err == nil && n >= 0 && n < len(t)
+			if ok {
+				cur = t[n]
+			}
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, "", nil, false
+		}
+		if i == len(segs)-1 {
+			return parent, key, cur, true
+		}
+	}
+	return nil, "", nil, false
+}
+
+func replaceAt(parent any, key string, v any) {
+	switch t := parent.(type) {
+	case map[string]any:
+		t[key] = v
+	case []any:
+		n, _ := strconv.Atoi(key)
+		t[n] = v
+	}
+}
+
+// parseConf reads a CNI config and masks the token in the given fields. A
+// field whose text around the token differs from the template is left as it
+// is, so that difference shows as an edit.
+func parseConf(data []byte, fields []TokenField) (snapshot, error) {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return snapshot{}, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if dec.More() {
+		return snapshot{}, errors.New("not valid JSON: data after the top-level value")
+	}
+	if _, ok := doc.(map[string]any); !ok {
+		return snapshot{}, errors.New("not a JSON object")
+	}
+	snap := snapshot{meaning: doc}
+	for _, f := range fields {
+		parent, key, v, ok := lookup(doc, f.Path)
+		s, isString := v.(string)
+		if !ok || !isString || !strings.HasPrefix(s, f.Prefix) || !strings.HasSuffix(s[len(f.Prefix):], f.Suffix) {
+			snap.tokens = append(snap.tokens, "")
+			continue
+		}
+		snap.tokens = append(snap.tokens, s[len(f.Prefix):len(s)-len(f.Suffix)])
+		replaceAt(parent, key, f.Prefix+tokenMask+f.Suffix)
+	}
+	return snap, nil
+}
+
+func parseKubeconfigSnapshot(data []byte, _ []TokenField) (snapshot, error) {
+	k, err := ParseKubeconfig(data)
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{meaning: normalize(k.meaning()), tokens: []string{k.Token}}, nil
+}
+
+// normalize round-trips a value through JSON so that documents built in
+// memory and documents read from records compare equal.
+func normalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if json.Unmarshal(b, &out) != nil {
+		return v
+	}
+	return out
+}
+
+// ChangedPaths lists the dotted paths at which two documents differ, sorted.
+func ChangedPaths(a, b any) []string {
+	var out []string
+	diffPaths(a, b, nil, &out)
+	sort.Strings(out)
+	return out
+}
+
+func diffPaths(a, b any, path []string, out *[]string) {
+	name := func(k string) []string { return append(path[:len(path):len(path)], k) }
+	switch ta := a.(type) {
+	case map[string]any:
+		if tb, ok := b.(map[string]any); ok {
+			keys := map[string]bool{}
+			for k := range ta {
+				keys[k] = true
+			}
+			for k := range tb {
+				keys[k] = true
+			}
+			for k := range keys {
+				diffPaths(ta[k], tb[k], name(k), out)
+			}
+			return
+		}
+	case []any:
+		if tb, ok := b.([]any); ok {
+			for i := 0; i < max(len(ta), len(tb)); i++ {
+				var x, y any
+				if i < len(ta) {
+					x = ta[i]
+				}
+				if i < len(tb) {
+					y = tb[i]
+				}
+				diffPaths(x, y, name(strconv.Itoa(i)), out)
+			}
+			return
+		}
+	}
+	if !reflect.DeepEqual(a, b) {
+		p := strings.Join(path, ".")
+		if p == "" {
+			p = "."
+		}
+		*out = append(*out, p)
+	}
+}
+
+// judgement is what classify concludes about one file's content.
+type judgement struct {
+	state      State
+	changed    []string
+	tokenStale bool
+	reason     string
+}
+
+// classify compares a file on disk with the desired file and the record of
+// what was last written: the three-way comparison that tells a rotated token
+// (StaleToken) from a changed ConfigMap (Outdated: the file is still as
+// written) from a person's edit (Drifted).
+func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
+	if !exists {
+		return judgement{state: Missing}
+	}
+	got, err := want.parse(disk, want.tokenFields)
+	if err != nil {
+		return judgement{state: Corrupt, reason: err.Error()}
+	}
+	wantSnap, err := want.parse(want.Content, want.tokenFields)
+	if err != nil {
+		return judgement{state: Error, reason: err.Error()}
+	}
+	stale := !tokensAre(got.tokens, want.token)
+	gotMeaning := normalize(got.meaning)
+	changed := ChangedPaths(gotMeaning, normalize(wantSnap.meaning))
+	switch {
+	case len(changed) == 0 && stale:
+		return judgement{state: StaleToken, tokenStale: true}
+	case len(changed) == 0:
+		return judgement{state: InSync}
+	case rec.matches(disk, want.parse):
+		return judgement{state: Outdated, changed: changed, tokenStale: stale}
+	default:
+		return judgement{state: Drifted, changed: changed, tokenStale: stale}
+	}
+}
+
+func tokensAre(tokens []string, want string) bool {
+	for _, t := range tokens {
+		if t != want {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeToken puts the current token into a hand-edited file and keeps every
+// other byte of the edit. It reports false when the edit cannot be updated
+// safely; the file is then left as it is.
+func mergeToken(disk []byte, want *File) ([]byte, bool) {
+	got, err := want.parse(disk, want.tokenFields)
+	if err != nil {
+		return nil, false
+	}
+	out := disk
+	for _, old := range got.tokens {
+		if old == "" || old == want.token {
+			continue
+		}
+		out = bytes.ReplaceAll(out, []byte(old), []byte(want.token))
+	}
+	merged, err := want.parse(out, want.tokenFields)
+	if err != nil || !tokensAre(merged.tokens, want.token) ||
+		len(ChangedPaths(normalize(merged.meaning), normalize(got.meaning))) != 0 {
+		return nil, false
+	}
+	return out, true
+}
