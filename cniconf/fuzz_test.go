@@ -1,0 +1,71 @@
+package cniconf
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fixedTime(i int) time.Time { return time.Date(2026, 1, 2, 3, 4, i, 0, time.UTC) }
+
+func FuzzRenderTemplate(f *testing.F) {
+	f.Add(`{"name":"k","cniVersion":"0.3.1","type":"calico","mtu":__CNI_MTU__,"t":"__SERVICEACCOUNT_TOKEN__"}`, "1500", "node-1")
+	f.Add(`{"name":"k","plugins":[{"type":"calico","nodename":"__KUBERNETES_NODE_NAME__"}]}`, "0", "n\"")
+	f.Add(`{"a":"__LOG_LEVEL__"}`, "x", "")
+	f.Fuzz(func(t *testing.T, tmpl, mtu, node string) {
+		in := &Inputs{Template: tmpl, Env: mapEnv(map[string]string{"CNI_MTU": mtu}), NodeName: node,
+			NetDir: "/etc/cni/net.d", Token: testToken, FileExists: func(string) bool { return false }}
+		out, err := RenderTemplate(in)
+		if err != nil {
+			return
+		}
+		var obj map[string]any
+		if json.Unmarshal(out, &obj) != nil {
+			t.Fatalf("render returned invalid JSON without an error: %q", out)
+		}
+		if _, err := learnTokenFields(in); err != nil && strings.Contains(tmpl, TokenPlaceholder) && !strings.Contains(err.Error(), "outside") {
+			t.Fatalf("token fields: %v", err)
+		}
+	})
+}
+
+func FuzzClassify(f *testing.F) {
+	in := &Inputs{Template: `{"name":"k","cniVersion":"0.3.1","plugins":[{"type":"calico","policy":{"k8s_auth_token":"Bearer __SERVICEACCOUNT_TOKEN__"}}]}`,
+		NetDir: "/etc/cni/net.d", Token: testToken, FileExists: func(string) bool { return false }}
+	want, err := BuildDesired(in, "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	conf := want.Conf()
+	rec, err := newRecord(conf, fixedTime(0))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(conf.Content, true)
+	f.Add([]byte(`{"name":"k","plugins":[{"type":"calico","policy":{"k8s_auth_token":"Bearer old"}}]}`), false)
+	f.Add([]byte(`{"name": "k", "plugins": [1, 2]}`), true)
+	f.Add([]byte(`not json`), true)
+	f.Fuzz(func(t *testing.T, disk []byte, withRecord bool) {
+		r := rec
+		if !withRecord {
+			r = nil
+		}
+		j := classify(disk, true, conf, r)
+		if j.state.Severity() < 0 {
+			t.Fatalf("unknown state %q", j.state)
+		}
+		if j.state == InSync && len(j.changed) != 0 {
+			t.Fatalf("InSync with changed paths %v", j.changed)
+		}
+		if merged, ok := mergeToken(disk, conf); ok {
+			var obj map[string]any
+			if json.Unmarshal(merged, &obj) != nil {
+				t.Fatal("merge produced invalid JSON")
+			}
+		}
+		if s := Redact(UnifiedDiff(disk, conf.Content, testToken)); strings.Contains(s, testToken) {
+			t.Fatal("diff shows the token")
+		}
+	})
+}
