@@ -1,0 +1,167 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+)
+
+// Keys read from calico-config.
+const (
+	KeyTemplate      = "cni_network_config"
+	KeyVethMTU       = "veth_mtu"
+	KeyEtcdEndpoints = "etcd_endpoints"
+)
+
+// LoadConfigMapFile reads a ConfigMap manifest as kubectl prints it (YAML or
+// JSON).
+func LoadConfigMapFile(path string) (*corev1.ConfigMap, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --configmap-file: %w", err)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
+		if err2 := yaml.Unmarshal(data, &cm); err2 != nil {
+			return nil, fmt.Errorf("parse --configmap-file %s: %w", path, err2)
+		}
+	}
+	if cm.Kind != "" && cm.Kind != "ConfigMap" {
+		return nil, fmt.Errorf("parse --configmap-file %s: kind is %q, not ConfigMap", path, cm.Kind)
+	}
+	return &cm, nil
+}
+
+// ConfigMapSource gives the current calico-config.
+type ConfigMapSource func(ctx context.Context) (*corev1.ConfigMap, error)
+
+// ConfigMapFromFile reads the manifest at every call, so a repaired file is
+// picked up.
+func ConfigMapFromFile(path string) ConfigMapSource {
+	return func(context.Context) (*corev1.ConfigMap, error) { return LoadConfigMapFile(path) }
+}
+
+// ConfigMapFromAPI reads the ConfigMap with one GET.
+func ConfigMapFromAPI(client kubernetes.Interface, namespace, name string) ConfigMapSource {
+	return func(ctx context.Context) (*corev1.ConfigMap, error) {
+		cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("ConfigMap %s/%s not found", namespace, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get ConfigMap %s/%s: %w", namespace, name, err)
+		}
+		return cm, nil
+	}
+}
+
+// TokenSource gives the current token.
+type TokenSource interface {
+	Token(ctx context.Context) (Token, error)
+}
+
+// TokenSourceFunc adapts a function.
+type TokenSourceFunc func(ctx context.Context) (Token, error)
+
+// Token calls f.
+func (f TokenSourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }
+
+// TokenFromFile reads a token file (a projected token, or one an operator
+// saved) at every call.
+func TokenFromFile(path string) TokenSource {
+	return TokenSourceFunc(func(context.Context) (Token, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Token{}, fmt.Errorf("read --token-file: %w", err)
+		}
+		t := strings.TrimSpace(string(data))
+		if t == "" {
+			return Token{}, fmt.Errorf("--token-file %s is empty", path)
+		}
+		return Token{Value: t, Source: SourceFile, File: path}, nil
+	})
+}
+
+// TokenSecretSelector selects the Secrets a token can come from; the API
+// server supports the type field selector for Secrets.
+var TokenSecretSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeServiceAccountToken)).String()
+
+// PickTokenSecret chooses, among Secrets, the service account's newest token
+// Secret (by creationTimestamp, then name) whose token is populated. That is
+// how the token is followed when its Secret is deleted and recreated under
+// another name.
+func PickTokenSecret(secrets []*corev1.Secret, serviceAccount string) (*corev1.Secret, error) {
+	var cands []*corev1.Secret
+	for _, s := range secrets {
+		if s.Type == corev1.SecretTypeServiceAccountToken &&
+			s.Annotations[corev1.ServiceAccountNameKey] == serviceAccount &&
+			len(s.Data[corev1.ServiceAccountTokenKey]) > 0 && s.DeletionTimestamp == nil {
+			cands = append(cands, s)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("no populated token Secret for service account %q (type %s, annotation %s)",
+			serviceAccount, corev1.SecretTypeServiceAccountToken, corev1.ServiceAccountNameKey)
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		ti, tj := cands[i].CreationTimestamp, cands[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return tj.Before(&ti)
+		}
+		return cands[i].Name > cands[j].Name
+	})
+	return cands[0], nil
+}
+
+// TokenFromSecret turns a token Secret into a Token.
+func TokenFromSecret(s *corev1.Secret) (Token, error) {
+	t := strings.TrimSpace(string(s.Data[corev1.ServiceAccountTokenKey]))
+	if t == "" {
+		return Token{}, fmt.Errorf("Secret %s/%s has no token yet", s.Namespace, s.Name)
+	}
+	return Token{Value: t, Source: SourceSecret, Secret: s.Name, CA: s.Data[corev1.ServiceAccountRootCAKey]}, nil
+}
+
+// SecretTokenFromAPI reads the token with one request: a GET of the pinned
+// Secret, or a LIST of the namespace's token Secrets.
+func SecretTokenFromAPI(client kubernetes.Interface, namespace, serviceAccount, pinned string) TokenSource {
+	return TokenSourceFunc(func(ctx context.Context) (Token, error) {
+		if pinned != "" {
+			s, err := client.CoreV1().Secrets(namespace).Get(ctx, pinned, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return Token{}, fmt.Errorf("--token-secret %s/%s not found", namespace, pinned)
+			}
+			if err != nil {
+				return Token{}, fmt.Errorf("get Secret %s/%s: %w", namespace, pinned, err)
+			}
+			return TokenFromSecret(s)
+		}
+		list, err := client.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{FieldSelector: TokenSecretSelector})
+		if err != nil {
+			return Token{}, fmt.Errorf("list token Secrets in %s: %w", namespace, err)
+		}
+		ptrs := make([]*corev1.Secret, len(list.Items))
+		for i := range list.Items {
+			ptrs[i] = &list.Items[i]
+		}
+		s, err := PickTokenSecret(ptrs, serviceAccount)
+		if err != nil {
+			return Token{}, err
+		}
+		return TokenFromSecret(s)
+	})
+}
+
+// errNoTemplate is returned when neither the ConfigMap nor a file gives a
+// template.
+var errNoTemplate = errors.New("ConfigMap has no cni_network_config key and no --cni-network-config-file was given")

@@ -1,0 +1,81 @@
+package sync
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Token sources.
+const (
+	SourceSecret       = "secret"
+	SourceTokenRequest = "tokenrequest"
+	SourceFile         = "file"
+)
+
+// Token is the service-account token and where it came from.
+type Token struct {
+	Value string
+	// Source is secret, tokenrequest or file.
+	Source string
+	// Secret names the Secret it came from (secret source).
+	Secret string
+	// File is the path it came from (file source).
+	File string
+	// CA is the Secret's ca.crt, when it has one.
+	CA []byte
+}
+
+// Claims are what a JWT says about itself, read without verifying it: the
+// product only shows them, it never trusts them.
+type Claims struct {
+	Subject   string
+	ExpiresAt *time.Time
+}
+
+// ParseClaims reads the subject and expiry of a JWT; a token that is not a
+// JWT gives empty claims.
+func ParseClaims(token string) Claims {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return Claims{}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return Claims{}
+	}
+	var c struct {
+		Sub string   `json:"sub"`
+		Exp *float64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return Claims{}
+	}
+	out := Claims{Subject: c.Sub}
+	if c.Exp != nil {
+		t := time.Unix(int64(*c.Exp), 0).UTC()
+		out.ExpiresAt = &t
+	}
+	return out
+}
+
+// TokenInfo is the token section of a drift report: never the token itself.
+type TokenInfo struct {
+	Source    string     `json:"source"`
+	Secret    string     `json:"secret"`
+	Subject   *string    `json:"subject"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+	Accepted  *bool      `json:"accepted"`
+}
+
+// Info describes a token for reports.
+func (t Token) Info() TokenInfo {
+	info := TokenInfo{Source: t.Source, Secret: t.Secret}
+	c := ParseClaims(t.Value)
+	if c.Subject != "" {
+		info.Subject = &c.Subject
+	}
+	info.ExpiresAt = c.ExpiresAt
+	return info
+}
