@@ -2,23 +2,74 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
+	"time"
+
+	"github.com/calico-cni-sync/calico-cni-sync/sync"
 )
 
-// runAgent runs the node agent until the context ends.
+// wedgedAfter is how long one reconcile may take before /healthz fails.
+const wedgedAfter = 2 * time.Minute
+
+// runAgent runs the node agent until SIGTERM or SIGINT.
 func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Writer) int {
-	_, _ = fmt.Fprintln(stderr, "error: agent mode is not available yet; use --once")
-	_ = ctx
-	_ = o
-	_ = logger
-	return exitError
+	cfg, client, err := clientFor(o)
+	if err == nil && client == nil {
+		cfg, err = restConfig(o) // the agent reports to the cluster even with file inputs
+		if err == nil {
+			client, err = newClient(cfg)
+		}
+	}
+	if err != nil {
+		logger.Error("cannot reach the API server", "err", err)
+		return exitError
+	}
+	r, err := newReconciler(o, cfg, client)
+	if err != nil {
+		logger.Error("bad flags", "err", err)
+		return exitError
+	}
+	metrics := sync.NewMetrics()
+	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
+	if d, ok := r.Token.(interface{ Dead() error }); ok {
+		health.Extra = d.Dead
+	}
+	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
+	if err != nil {
+		logger.Error("cannot serve health and metrics", "err", err)
+		return exitError
+	}
+	reporter, stopEvents := sync.NewReporter(client, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
+	defer stopEvents()
+	agent := &sync.Agent{
+		Reconciler: r, Client: client, Config: cfg, Namespace: o.Namespace, ConfigMap: o.ConfigMap,
+		ServiceAccount: o.ServiceAccount, TokenSecret: o.TokenSecret, TokenSource: o.TokenSource, TokenFile: o.TokenFile,
+		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
+		Reporter: reporter, Metrics: metrics, Health: health, Logger: logger,
+	}
+	if o.ConfigMapFile != "" || o.CNINetworkConfigFile != "" {
+		agent.ConfigMapOverride = r.ConfigMap
+	}
+	logger.Info("starting", "version", version, "node", o.NodeName, "tokenSource", o.TokenSource, "http", addr.String())
+	if err := agent.Run(ctx); err != nil {
+		logger.Error("agent stopped", "err", err)
+		return exitError
+	}
+	return exitOK
 }
 
-// runReport prints every node's state.
-func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
-	_, _ = fmt.Fprintln(stderr, "error: report is not available yet")
-	_, _, _ = ctx, o, stdout
-	return exitError
+// tokenAdvice says what to do about a rejected token, per source.
+func tokenAdvice(o *Options) string {
+	switch o.TokenSource {
+	case sync.SourceTokenRequest:
+		return "the agent requests a new token from the TokenRequest API"
+	case sync.SourceFile:
+		return "the token file " + o.TokenFile + " holds a token the API server no longer accepts; check what projects or writes it"
+	default:
+		if o.TokenSecret != "" {
+			return "delete the token Secret " + o.Namespace + "/" + o.TokenSecret + " so the token controller issues a new one, or unpin --token-secret"
+		}
+		return "delete the service account's token Secret in " + o.Namespace + " so the token controller issues a new one"
+	}
 }

@@ -100,12 +100,20 @@ func clientFor(o *Options) (*rest.Config, kubernetes.Interface, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, client, nil
+}
+
+func newClient(cfg *rest.Config) (kubernetes.Interface, error) {
 	cfg.UserAgent = "calico-cni-sync/" + version
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create API client: %w", err)
+		return nil, fmt.Errorf("create API client: %w", err)
 	}
-	return cfg, client, nil
+	return client, nil
 }
 
 // runOnce reconciles this node once: the repair of a broken node.

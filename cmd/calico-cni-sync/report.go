@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync"
+)
+
+// NodeState is one row of report.
+type NodeState struct {
+	Name    string     `json:"name"`
+	State   string     `json:"state"`
+	Reason  string     `json:"reason"`
+	Message string     `json:"message"`
+	Since   *time.Time `json:"since"`
+}
+
+// nodeStates reads every Node's CalicoCNIConfigDrift condition. The state is
+// the condition's reason (a file state, or TokenRejected); a Node without
+// the condition is Unknown. Problems sort first, most severe first, then by
+// name.
+func nodeStates(ctx context.Context, client kubernetes.Interface) ([]NodeState, error) {
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Nodes: %w", err)
+	}
+	out := make([]NodeState, 0, len(nodes.Items))
+	for _, n := range nodes.Items {
+		row := NodeState{Name: n.Name, State: "Unknown"}
+		for _, c := range n.Status.Conditions {
+			if c.Type != sync.ConditionType {
+				continue
+			}
+			row.State, row.Reason, row.Message = c.Reason, c.Reason, cniconf.Redact(c.Message)
+			if c.Status == corev1.ConditionFalse {
+				row.State = string(cniconf.InSync)
+			}
+			if !c.LastTransitionTime.IsZero() {
+				t := c.LastTransitionTime.UTC()
+				row.Since = &t
+			}
+		}
+		out = append(out, row)
+	}
+	rank := func(s string) int {
+		switch s {
+		case string(cniconf.InSync):
+			return 100
+		case "Unknown":
+			return 50
+		case sync.ReasonTokenRejected:
+			return -1
+		}
+		return cniconf.State(s).Severity()
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if ri, rj := rank(out[i].State), rank(out[j].State); ri != rj {
+			return ri < rj
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// runReport prints every node's state.
+func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
+	cfg, err := restConfig(o)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitError
+	}
+	client, err := newClient(cfg)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitError
+	}
+	rows, err := nodeStates(ctx, client)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitError
+	}
+	if o.Output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"nodes": rows}); err != nil {
+			return exitError
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		_, _ = fmt.Fprintln(tw, "NODE\tSTATE\tREASON\tSINCE\tMESSAGE")
+		for _, r := range rows {
+			since := "-"
+			if r.Since != nil {
+				since = r.Since.Format(time.RFC3339)
+			}
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, r.Reason, since, r.Message)
+		}
+		_ = tw.Flush()
+	}
+	for _, r := range rows {
+		if r.State != string(cniconf.InSync) {
+			return exitDrift
+		}
+	}
+	return exitOK
+}

@@ -1,0 +1,229 @@
+package sync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+)
+
+// ConditionType is the Node condition the agent owns.
+const ConditionType corev1.NodeConditionType = "CalicoCNIConfigDrift"
+
+// Event reasons.
+const (
+	ReasonConfigWritten  = "ConfigWritten"
+	ReasonTokenRotated   = "TokenRotated"
+	ReasonDriftDetected  = "DriftDetected"
+	ReasonConfigRestored = "ConfigRestored"
+	ReasonRenderFailed   = "RenderFailed"
+	ReasonTokenRejected  = "TokenRejected"
+)
+
+// restartWarning is what every drift message must say.
+const restartWarning = "direct edits are overwritten from the ConfigMap when calico-node restarts"
+
+// Reporter tells the cluster what the agent sees: the Node condition, Events
+// on the Node, and the status file. It remembers what it last said so a
+// persisting state is neither re-patched nor re-announced.
+type Reporter struct {
+	client     kubernetes.Interface
+	node       string
+	recorder   record.EventRecorder
+	statusFile string
+	logger     *slog.Logger
+	// advice tells what to do about a rejected token, per source.
+	advice string
+
+	last      *corev1.NodeCondition
+	announced map[string]string // per file: the drift already announced
+	renderErr string
+	rejected  bool
+}
+
+// NewReporter starts an event broadcaster for the node. Stop it with the
+// returned function.
+func NewReporter(client kubernetes.Interface, node, statusFile, advice string, logger *slog.Logger) (*Reporter, func()) {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "calico-cni-sync", Host: node})
+	return &Reporter{client: client, node: node, recorder: rec, statusFile: statusFile, logger: logger,
+		advice: advice, announced: map[string]string{}}, b.Shutdown
+}
+
+// nodeRef names the Node as the kubelet does (UID = name), so the events
+// show in kubectl describe node.
+func (r *Reporter) nodeRef() *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Node", Name: r.node, UID: types.UID(r.node)}
+}
+
+// Report publishes one reconcile's outcome. Errors are the condition patch's
+// and the status file's; events are best effort.
+func (r *Reporter) Report(ctx context.Context, rep *Report, reconcileErr error) error {
+	r.events(rep, reconcileErr)
+	var errs []string
+	if err := r.writeStatus(rep); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("report: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (r *Reporter) events(rep *Report, reconcileErr error) {
+	ref := r.nodeRef()
+	for _, f := range rep.Files {
+		switch f.Action {
+		case cniconf.ActionWritten:
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigWritten, "wrote %s (it was %s)", f.Path, f.Found)
+		case cniconf.ActionRotated:
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
+		case cniconf.ActionRestored:
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigRestored, "restored %s from the ConfigMap; the hand edit (%s) is backed up at %s",
+				f.Path, strings.Join(f.ChangedPaths, ", "), f.Backup)
+		}
+		if f.Found == cniconf.Drifted || f.State == cniconf.Drifted {
+			key := f.Path + " " + strings.Join(f.ChangedPaths, ",") + fmt.Sprintf(" %x", sha256.Sum256([]byte(f.Diff)))
+			if r.announced[f.Path] != key {
+				r.announced[f.Path] = key
+				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDriftDetected, "%s was edited on the node (%s): %s",
+					f.Path, strings.Join(f.ChangedPaths, ", "), restartWarning)
+			}
+		} else {
+			delete(r.announced, f.Path)
+		}
+	}
+	if reconcileErr != nil && len(rep.Files) > 0 && rep.Files[0].State == cniconf.Error {
+		if msg := rep.Files[0].Message; msg != r.renderErr {
+			r.renderErr = msg
+			r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRenderFailed, "cannot compute the CNI config, the files are left as they are: %s", msg)
+		}
+	} else if reconcileErr == nil {
+		r.renderErr = ""
+	}
+	rejected := rep.Token.Accepted != nil && !*rep.Token.Accepted
+	if rejected && !r.rejected {
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRejected, "the API server rejects the token in this node's CNI files: %s", r.advice)
+	}
+	if rep.Token.Accepted != nil {
+		r.rejected = rejected
+	}
+}
+
+func describeToken(t TokenInfo) string {
+	s := "source " + t.Source
+	if t.Secret != "" {
+		s += ", Secret " + t.Secret
+	}
+	return s
+}
+
+// ConditionFor is the Node condition for a report: False when every file is
+// InSync, Unknown for Error, True otherwise (reason TokenRejected when the API
+// server rejects the token the files hold).
+func ConditionFor(rep *Report, advice string) corev1.NodeCondition {
+	c := corev1.NodeCondition{Type: ConditionType}
+	worst := rep.Worst()
+	var problems []string
+	for _, f := range rep.Files {
+		if f.State == cniconf.InSync {
+			continue
+		}
+		p := fmt.Sprintf("%s is %s", f.Path, f.State)
+		if len(f.ChangedPaths) > 0 {
+			p += " (changed: " + strings.Join(f.ChangedPaths, ", ") + ")"
+		}
+		if f.Message != "" {
+			p += ": " + f.Message
+		}
+		problems = append(problems, p)
+	}
+	switch {
+	case worst == cniconf.Error:
+		c.Status, c.Reason = corev1.ConditionUnknown, string(cniconf.Error)
+		c.Message = strings.Join(problems, "; ")
+	case rep.Token.Accepted != nil && !*rep.Token.Accepted:
+		c.Status, c.Reason = corev1.ConditionTrue, ReasonTokenRejected
+		c.Message = "the API server rejects the token in this node's CNI files: " + advice
+		if len(problems) > 0 {
+			c.Message += "; " + strings.Join(problems, "; ")
+		}
+	case worst == cniconf.InSync:
+		c.Status, c.Reason = corev1.ConditionFalse, string(cniconf.InSync)
+		c.Message = "the CNI files match the ConfigMap and the current token"
+	default:
+		c.Status, c.Reason = corev1.ConditionTrue, string(worst)
+		c.Message = strings.Join(problems, "; ") + "; " + restartWarning
+	}
+	c.Message = cniconf.Redact(c.Message)
+	return c
+}
+
+// patchCondition patches the Node's status only when the condition changed.
+func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) error {
+	if r.last == nil {
+		node, err := r.client.CoreV1().Nodes().Get(ctx, r.node, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get Node %s: %w", r.node, err)
+		}
+		for i := range node.Status.Conditions {
+			if node.Status.Conditions[i].Type == ConditionType {
+				r.last = node.Status.Conditions[i].DeepCopy()
+			}
+		}
+	}
+	if r.last != nil && r.last.Status == c.Status && r.last.Reason == c.Reason && r.last.Message == c.Message {
+		return nil
+	}
+	now := metav1.Now()
+	c.LastHeartbeatTime, c.LastTransitionTime = now, now
+	if r.last != nil && r.last.Status == c.Status {
+		c.LastTransitionTime = r.last.LastTransitionTime
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{c}}})
+	if err != nil {
+		return fmt.Errorf("encode condition: %w", err)
+	}
+	if _, err := r.client.CoreV1().Nodes().PatchStatus(ctx, r.node, patch); err != nil {
+		return fmt.Errorf("patch Node %s condition: %w", r.node, err)
+	}
+	r.last = &c
+	r.logger.Info("node condition changed", "status", c.Status, "reason", c.Reason)
+	return nil
+}
+
+// writeStatus keeps the status file equal to drift -o json.
+func (r *Reporter) writeStatus(rep *Report) error {
+	if r.statusFile == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(r.statusFile), 0o755); err != nil {
+		return fmt.Errorf("create status dir: %w", err)
+	}
+	if _, err := cniconf.WriteAtomic(r.statusFile, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write status file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+)
+
+func secret(name string, created int, sa, token string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system", CreationTimestamp: metav1.NewTime(time.Unix(int64(created), 0)),
+			Annotations: map[string]string{corev1.ServiceAccountNameKey: sa}},
+		Type: corev1.SecretTypeServiceAccountToken, Data: map[string][]byte{"token": []byte(token)},
+	}
+}
+
+func TestPickTokenSecret(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets []*corev1.Secret
+		want    string
+	}{
+		{"newest wins", []*corev1.Secret{secret("a", 1, "calico-node", "t1"), secret("b", 2, "calico-node", "t2")}, "b"},
+		{"unpopulated newest is skipped", []*corev1.Secret{secret("a", 1, "calico-node", "t1"), secret("b", 2, "calico-node", "")}, "a"},
+		{"other accounts ignored", []*corev1.Secret{secret("a", 1, "calico-node", "t1"), secret("z", 9, "default", "t9")}, "a"},
+		{"same time: name breaks the tie", []*corev1.Secret{secret("a", 1, "calico-node", "t1"), secret("c", 1, "calico-node", "t3")}, "c"},
+		{"none", []*corev1.Secret{secret("z", 9, "default", "t9")}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PickTokenSecret(tc.secrets, "calico-node")
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "calico-node") {
+					t.Fatalf("want an error naming the account, got %v", err)
+				}
+				return
+			}
+			if err != nil || got.Name != tc.want {
+				t.Fatalf("got %v %v, want %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseClaims(t *testing.T) {
+	// {"sub":"system:serviceaccount:kube-system:calico-node","exp":4102444800}
+	c := ParseClaims("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06Y2FsaWNvLW5vZGUiLCJleHAiOjQxMDI0NDQ4MDB9.c2ln")
+	if c.Subject != "system:serviceaccount:kube-system:calico-node" || c.ExpiresAt == nil || c.ExpiresAt.Year() != 2100 {
+		t.Fatalf("claims %+v", c)
+	}
+	if c := ParseClaims("opaque-token"); c.Subject != "" || c.ExpiresAt != nil {
+		t.Fatalf("opaque token gave claims %+v", c)
+	}
+}
+
+// fakeTokens answers TokenRequests with numbered tokens, or fails.
+func fakeTokens(fail *bool, now func() time.Time) *fake.Clientset {
+	c := fake.NewClientset()
+	n := 0
+	c.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if *fail {
+			return true, nil, errors.New("apiserver down")
+		}
+		n++
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
+		exp := now().Add(time.Duration(*tr.Spec.ExpirationSeconds) * time.Second)
+		return true, &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{
+			Token: "token-" + string(rune('0'+n)), ExpirationTimestamp: metav1.NewTime(exp)}}, nil
+	})
+	return c
+}
+
+func TestTokenRequesterRenewal(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	fail := false
+	r := NewTokenRequester(fakeTokens(&fail, now), "kube-system", "calico-node", 10*time.Hour, now)
+	r.jitter = func() float64 { return 0.5 } // renew with 25 % left
+	ctx := context.Background()
+	get := func() string {
+		t.Helper()
+		tok, err := r.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Value
+	}
+	if get() != "token-1" {
+		t.Fatal("first token")
+	}
+	if want := clock.Add(7*time.Hour + 30*time.Minute); !r.NextRenewal().Equal(want) {
+		t.Fatalf("renewal at %v, want %v (25%% of the lifetime left)", r.NextRenewal(), want)
+	}
+	clock = clock.Add(7 * time.Hour)
+	if get() != "token-1" {
+		t.Fatal("renewed too early")
+	}
+	clock = clock.Add(31 * time.Minute)
+	fail = true
+	if get() != "token-1" {
+		t.Fatal("a failed renewal must keep the still-valid token")
+	}
+	if d := r.NextRenewal().Sub(clock); d <= 0 || d > time.Minute {
+		t.Fatalf("retry in %v, want a short backoff", d)
+	}
+	fail = false
+	clock = r.NextRenewal()
+	if get() != "token-2" {
+		t.Fatal("renewal after the backoff")
+	}
+	r.Invalidate()
+	if get() != "token-3" {
+		t.Fatal("a rejected token must be replaced at once")
+	}
+	fail = true
+	clock = clock.Add(11 * time.Hour)
+	if _, err := r.Token(ctx); err == nil {
+		t.Fatal("an expired token that cannot be renewed must be an error")
+	}
+	if r.Dead() == nil {
+		t.Fatal("Dead must report the expired token")
+	}
+}
+
+func TestTokenRequesterJitterRange(t *testing.T) {
+	for _, j := range []float64{0, 0.999} {
+		clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		now := func() time.Time { return clock }
+		fail := false
+		r := NewTokenRequester(fakeTokens(&fail, now), "kube-system", "calico-node", 100*time.Minute, now)
+		r.jitter = func() float64 { return j }
+		if _, err := r.Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		left := clock.Add(100 * time.Minute).Sub(r.NextRenewal())
+		if left < 20*time.Minute || left > 30*time.Minute {
+			t.Fatalf("jitter %v leaves %v, want 20–30 %% of 100m", j, left)
+		}
+	}
+}
+
+func TestConditionFor(t *testing.T) {
+	f := func(state cniconf.State, paths ...string) cniconf.FileStatus {
+		return cniconf.FileStatus{Path: "/etc/cni/net.d/10-calico.conflist", State: state, ChangedPaths: paths}
+	}
+	no := false
+	tests := []struct {
+		name       string
+		rep        Report
+		status     corev1.ConditionStatus
+		reason     string
+		msgContain string
+	}{
+		{"in sync", Report{Files: []cniconf.FileStatus{f(cniconf.InSync)}}, corev1.ConditionFalse, "InSync", "match"},
+		{"drifted", Report{Files: []cniconf.FileStatus{f(cniconf.InSync), f(cniconf.Drifted, "plugins.0.mtu")}}, corev1.ConditionTrue, "Drifted", "plugins.0.mtu"},
+		{"error", Report{Files: []cniconf.FileStatus{f(cniconf.Error)}}, corev1.ConditionUnknown, "Error", "Error"},
+		{"shadowed", Report{Files: []cniconf.FileStatus{f(cniconf.Shadowed)}}, corev1.ConditionTrue, "Shadowed", "calico-node restarts"},
+		{"token rejected", Report{Files: []cniconf.FileStatus{f(cniconf.InSync)}, Token: TokenInfo{Accepted: &no}}, corev1.ConditionTrue, "TokenRejected", "delete"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ConditionFor(&tc.rep, "delete the Secret")
+			if c.Status != tc.status || c.Reason != tc.reason || !strings.Contains(c.Message, tc.msgContain) {
+				t.Fatalf("got %s/%s %q", c.Status, c.Reason, c.Message)
+			}
+			if tc.status == corev1.ConditionTrue && tc.reason == "Drifted" && !strings.Contains(c.Message, restartWarning) {
+				t.Fatal("drift message lacks the restart warning")
+			}
+		})
+	}
+}
+
+func TestHealth(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := &Health{WedgedAfter: time.Minute, ResyncPeriod: 5 * time.Minute, Now: func() time.Time { return clock }}
+	if h.Ready() == nil || h.Live() != nil {
+		t.Fatal("fresh: not ready, alive")
+	}
+	h.begin()
+	clock = clock.Add(2 * time.Minute)
+	if h.Live() == nil {
+		t.Fatal("a reconcile running for 2m must be wedged")
+	}
+	h.end(true)
+	if h.Ready() != nil || h.Live() != nil {
+		t.Fatal("after a good reconcile: ready and alive")
+	}
+	clock = clock.Add(7 * time.Minute)
+	if h.Live() == nil {
+		t.Fatal("no reconcile past resync+1m must be wedged")
+	}
+}

@@ -1,0 +1,53 @@
+package sync
+
+import (
+	"context"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+)
+
+// TokenAccepted asks the API server, with the token itself, who it is: a
+// SelfSubjectReview that any valid token may make. It returns false when the
+// server rejects the token and nil when it could not tell (server down).
+func TokenAccepted(ctx context.Context, cfg *rest.Config, token string) *bool {
+	c := rest.AnonymousClientConfig(cfg)
+	c.BearerToken = token
+	client, err := kubernetes.NewForConfig(c)
+	if err != nil {
+		return nil
+	}
+	_, err = client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return ptr(true)
+	case apierrors.IsUnauthorized(err):
+		return ptr(false)
+	default:
+		return nil
+	}
+}
+
+// CheckAcceptedOnDisk checks every token the node's files hold: false when
+// any is rejected, nil when there is none or the server could not tell.
+func CheckAcceptedOnDisk(ctx context.Context, cfg *rest.Config, dir cniconf.Dir, want *cniconf.Desired) *bool {
+	var verdict *bool
+	for _, t := range dir.TokensOnDisk(want) {
+		ok := TokenAccepted(ctx, cfg, t)
+		if ok == nil {
+			continue
+		}
+		if !*ok {
+			return ok
+		}
+		verdict = ok
+	}
+	return verdict
+}
+
+func ptr[T any](v T) *T { return &v }
