@@ -39,11 +39,15 @@ type FileStatus struct {
 	Diff         string   `json:"diff"`
 	Backup       string   `json:"backup"`
 	Message      string   `json:"message,omitempty"`
-	// Found is the state before Sync acted; Action is what it did;
-	// WouldChange says a write is due (dry run).
-	Found       State  `json:"-"`
-	Action      Action `json:"-"`
-	WouldChange bool   `json:"-"`
+	// Found and FoundPaths are the state and changed paths before Sync
+	// acted; Action is what it did; WouldChange says a write is due (dry run).
+	Found       State    `json:"-"`
+	FoundPaths  []string `json:"-"`
+	Action      Action   `json:"-"`
+	WouldChange bool     `json:"-"`
+	// SettleFor is set when a corrupt file changed moments ago: a writer may
+	// be half way through (truncate, then write), so nothing is done yet.
+	SettleFor time.Duration `json:"-"`
 }
 
 // Dir is the node's CNI directory with the agent's backup and state
@@ -55,6 +59,11 @@ type Dir struct {
 	Policy      Policy
 	BackupsKept int
 	Now         func() time.Time
+	// Settle is how long a corrupt file must have been left alone before it
+	// is replaced. An editor that truncates and then writes leaves an empty
+	// or partial file for a moment; replacing it then would lose the edit.
+	// Zero (--once) acts at once.
+	Settle time.Duration
 }
 
 func (d *Dir) now() time.Time {
@@ -130,6 +139,21 @@ func (d *Dir) inspect(f *File, want *Desired) (FileStatus, []byte, judgement) {
 
 // firstConf is the file a libcni-based runtime (containerd, CRI-O) loads from
 // the directory: the first by name with a CNI extension.
+// settling is how much longer a file that just changed should be left alone.
+func (d *Dir) settling(f *File) time.Duration {
+	if d.Settle <= 0 {
+		return 0
+	}
+	fi, err := os.Lstat(filepath.Join(d.NetDir, f.Name))
+	if err != nil {
+		return 0
+	}
+	if age := d.now().Sub(fi.ModTime()); age < d.Settle {
+		return d.Settle - age
+	}
+	return 0
+}
+
 func (d *Dir) firstConf() string {
 	files, err := libcni.ConfFiles(d.NetDir, ConfExtensions)
 	if err != nil || len(files) == 0 {
@@ -150,6 +174,11 @@ func (d *Dir) act(st *FileStatus, f *File, disk []byte, j judgement, dryRun bool
 	case StaleToken:
 		write, record, action = f.Content, true, ActionRotated
 	case Corrupt:
+		if wait := d.settling(f); wait > 0 {
+			st.SettleFor = wait
+			st.Message = "changed moments ago; waiting for the writer to finish"
+			return nil
+		}
 		write, backup, record = f.Content, true, true
 	case Drifted:
 		if d.Policy == PolicyEnforce {

@@ -51,6 +51,7 @@ type Agent struct {
 
 	queue     workqueue.TypedRateLimitingInterface[string]
 	triggered atomic.Int64 // unix nanos of the oldest trigger not yet reconciled
+	errSince  time.Time // when the inputs first failed to give a desired state
 	lastCheck time.Time
 	checked   []string // tokens on disk at the last check
 	accepted  *bool
@@ -263,8 +264,13 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	}
 	since := a.triggered.Swap(0)
 	a.Health.begin()
-	err := a.reconcile(ctx, since)
+	retry, err := a.reconcile(ctx, since)
 	a.Health.end(err == nil)
+	if retry > 0 {
+		a.queue.Forget(key)
+		a.queue.AddAfter(key, retry)
+		return true
+	}
 	if err != nil && ctx.Err() == nil {
 		a.Logger.Error("reconcile failed; retrying with backoff", "err", err)
 		a.queue.AddRateLimited(key)
@@ -285,10 +291,36 @@ type renewer interface {
 	Invalidate()
 }
 
+// errorGrace is how long inputs may fail before the cluster is told. A
+// token Secret is deleted and its successor populated within moments; that
+// is a rotation, not an error worth a Warning. The files are untouched
+// either way.
+const errorGrace = 3 * time.Second
+
 // reconcile is one pass: the same Reconcile --once runs, then the token
-// check when due, then the report to the cluster.
-func (a *Agent) reconcile(ctx context.Context, since int64) error {
+// check when due, then the report to the cluster. A positive duration asks
+// for another pass after it without reporting this one.
+func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, error) {
 	rep, want, err := a.Reconciler.Reconcile(ctx, ModeSync)
+	for _, f := range rep.Files {
+		if f.SettleFor > 0 {
+			a.Logger.Debug("a file changed moments ago; waiting before acting", "path", f.Path)
+			a.triggered.CompareAndSwap(0, since)
+			return f.SettleFor, nil
+		}
+	}
+	if err != nil && want == nil {
+		if a.errSince.IsZero() {
+			a.errSince = time.Now()
+		}
+		if wait := errorGrace - time.Since(a.errSince); wait > 0 {
+			a.Logger.Debug("inputs unavailable; checking again before reporting", "err", err)
+			a.triggered.CompareAndSwap(0, since)
+			return wait, nil
+		}
+	} else {
+		a.errSince = time.Time{}
+	}
 	if err == nil && want != nil {
 		rep.Token.Accepted = a.checkToken(ctx, want)
 	}
@@ -305,7 +337,7 @@ func (a *Agent) reconcile(ctx context.Context, since int64) error {
 	if rerr := a.Reporter.Report(ctx, rep, err); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
-	return err
+	return 0, err
 }
 
 // checkToken asks the API server about the tokens on disk at start, when

@@ -89,7 +89,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 	// a rewritten file is InSync now, a kept edit is still Drifted.
 	after := r.Dir.Check(want)
 	for i := range after {
-		after[i].Found, after[i].Action, after[i].Backup = done[i].State, done[i].Action, done[i].Backup
+		after[i].Found, after[i].FoundPaths = done[i].State, done[i].ChangedPaths
+		after[i].Action, after[i].Backup, after[i].SettleFor = done[i].Action, done[i].Backup, done[i].SettleFor
 		if done[i].Message != "" && after[i].Message == "" {
 			after[i].Message = done[i].Message
 		}

@@ -58,7 +58,9 @@ type Reporter struct {
 // NewReporter starts an event broadcaster for the node. Stop it with the
 // returned function.
 func NewReporter(client kubernetes.Interface, node, statusFile, advice string, logger *slog.Logger) (*Reporter, func()) {
-	b := record.NewBroadcaster()
+	// The agent announces each change once, so the correlator's spam
+	// filter only needs to stop a runaway, not a busy day of rotations.
+	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: 100, QPS: 1}))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "calico-cni-sync", Host: node})
 	return &Reporter{client: client, node: node, recorder: rec, statusFile: statusFile, logger: logger,
@@ -98,14 +100,18 @@ func (r *Reporter) events(rep *Report, reconcileErr error) {
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
 		case cniconf.ActionRestored:
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigRestored, "restored %s from the ConfigMap; the hand edit (%s) is backed up at %s",
-				f.Path, strings.Join(f.ChangedPaths, ", "), f.Backup)
+				f.Path, strings.Join(f.FoundPaths, ", "), f.Backup)
 		}
 		if f.Found == cniconf.Drifted || f.State == cniconf.Drifted {
-			key := f.Path + " " + strings.Join(f.ChangedPaths, ",") + fmt.Sprintf(" %x", sha256.Sum256([]byte(f.Diff)))
+			paths := f.FoundPaths
+			if f.State == cniconf.Drifted {
+				paths = f.ChangedPaths
+			}
+			key := f.Path + " " + strings.Join(paths, ",") + fmt.Sprintf(" %x", sha256.Sum256([]byte(f.Diff)))
 			if r.announced[f.Path] != key {
 				r.announced[f.Path] = key
 				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDriftDetected, "%s was edited on the node (%s): %s",
-					f.Path, strings.Join(f.ChangedPaths, ", "), restartWarning)
+					f.Path, strings.Join(paths, ", "), restartWarning)
 			}
 		} else {
 			delete(r.announced, f.Path)

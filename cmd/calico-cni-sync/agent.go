@@ -12,6 +12,10 @@ import (
 // wedgedAfter is how long one reconcile may take before /healthz fails.
 const wedgedAfter = 2 * time.Minute
 
+// settle is how long a just-changed corrupt file is left for its writer to
+// finish before the agent replaces it.
+const settle = time.Second
+
 // runAgent runs the node agent until SIGTERM or SIGINT.
 func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Writer) int {
 	cfg, client, err := clientFor(o)
@@ -30,6 +34,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 		logger.Error("bad flags", "err", err)
 		return exitError
 	}
+	r.Dir.Settle = settle
 	metrics := sync.NewMetrics()
 	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
 	if d, ok := r.Token.(interface{ Dead() error }); ok {

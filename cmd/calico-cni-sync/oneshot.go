@@ -109,6 +109,10 @@ func clientFor(o *Options) (*rest.Config, kubernetes.Interface, error) {
 
 func newClient(cfg *rest.Config) (kubernetes.Interface, error) {
 	cfg.UserAgent = "calico-cni-sync/" + version
+	// Idle, the agent makes no request beyond its watches; when it acts,
+	// a condition patch and an event must not queue behind client-go's
+	// default 5 QPS.
+	cfg.QPS, cfg.Burst = 20, 40
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create API client: %w", err)

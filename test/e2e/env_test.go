@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+)
+
+// Suite-wide: one control plane and one binary for the package.
+var (
+	cp     *controlplane.ControlPlane
+	binary string
+	seq    atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		dir, err := os.MkdirTemp("", "calico-cni-sync-e2e")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		binary = filepath.Join(dir, "calico-cni-sync")
+		build := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/calico-cni-sync")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build calico-cni-sync: %v\n%s", err, out)
+			return 1
+		}
+		cp, err = controlplane.Start(ctx, controlplane.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = cp.Stop() }()
+		return m.Run()
+	}())
+}
+
+// env is one test's slice of the cluster: its own namespace (holding
+// calico-config, the calico-node ServiceAccount and its token Secret), its own
+// Node and node directory.
+type env struct {
+	t          *testing.T
+	ctx        context.Context
+	client     kubernetes.Interface
+	ns, node   string
+	dir, net   string
+	kubeconfig string // the agent's credentials (admin unless a test says otherwise)
+	secret     string // the current token Secret
+}
+
+func newEnv(t *testing.T, fixture string) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	n := seq.Add(1)
+	e := &env{t: t, ctx: ctx, client: cp.Client, ns: fmt.Sprintf("calico-%d", n), node: fmt.Sprintf("node-%d", n), dir: t.TempDir()}
+	e.net = filepath.Join(e.dir, "net.d")
+	must(t, os.MkdirAll(e.net, 0o755))
+	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.node}}, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		_ = cp.Client.CoreV1().Namespaces().Delete(context.Background(), e.ns, metav1.DeleteOptions{})
+		_ = cp.Client.CoreV1().Nodes().Delete(context.Background(), e.node, metav1.DeleteOptions{})
+	})
+	_, err = cp.Client.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
+	must(t, err)
+	e.applyFixture(fixture)
+	e.secret = e.newTokenSecret("calico-node-token-a0001")
+	e.kubeconfig = filepath.Join(e.dir, "admin.kubeconfig")
+	must(t, cp.WriteKubeconfig(e.kubeconfig, cp.Config))
+	return e
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixturePath is a shared fixture ConfigMap.
+func fixturePath(name string) string { return filepath.Join("..", "..", "..", "shared", "fixtures", name) }
+
+// applyFixture creates or replaces calico-config from a fixture.
+func (e *env) applyFixture(name string) {
+	e.t.Helper()
+	raw, err := os.ReadFile(fixturePath(name))
+	must(e.t, err)
+	var cm corev1.ConfigMap
+	must(e.t, yaml.Unmarshal(raw, &cm))
+	e.setConfigMapData(cm.Data)
+}
+
+func (e *env) setConfigMapData(data map[string]string) {
+	e.t.Helper()
+	cms := e.client.CoreV1().ConfigMaps(e.ns)
+	cur, err := cms.Get(e.ctx, "calico-config", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(e.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "calico-config"}, Data: data}, metav1.CreateOptions{})
+		must(e.t, err)
+		return
+	}
+	must(e.t, err)
+	cur.Data = data
+	_, err = cms.Update(e.ctx, cur, metav1.UpdateOptions{})
+	must(e.t, err)
+}
+
+// editConfigMap replaces text in the template.
+func (e *env) editConfigMap(key, old, new string) {
+	e.t.Helper()
+	cur, err := e.client.CoreV1().ConfigMaps(e.ns).Get(e.ctx, "calico-config", metav1.GetOptions{})
+	must(e.t, err)
+	if !strings.Contains(cur.Data[key], old) {
+		e.t.Fatalf("ConfigMap key %s lacks %q", key, old)
+	}
+	cur.Data[key] = strings.Replace(cur.Data[key], old, new, 1)
+	_, err = e.client.CoreV1().ConfigMaps(e.ns).Update(e.ctx, cur, metav1.UpdateOptions{})
+	must(e.t, err)
+}
+
+// newTokenSecret creates a token Secret for calico-node and waits until the
+// real token controller has populated it.
+func (e *env) newTokenSecret(name string) string {
+	e.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
+		Type: corev1.SecretTypeServiceAccountToken}
+	_, err := e.client.CoreV1().Secrets(e.ns).Create(e.ctx, s, metav1.CreateOptions{})
+	must(e.t, err)
+	e.eventually(time.Minute, "token Secret populated", func() error {
+		got, err := e.client.CoreV1().Secrets(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(got.Data["token"]) == 0 || len(got.Data["ca.crt"]) == 0 {
+			return fmt.Errorf("not populated yet")
+		}
+		return nil
+	})
+	return name
+}
+
+// secretToken reads a token Secret's token (never printed).
+func (e *env) secretToken(name string) string {
+	e.t.Helper()
+	s, err := e.client.CoreV1().Secrets(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+	must(e.t, err)
+	return string(s.Data["token"])
+}
+
+// regenerate deletes the current token Secret and creates one under a new
+// name, as an operator or a cleanup job does: the seed's story.
+func (e *env) regenerate(name string) {
+	e.t.Helper()
+	must(e.t, e.client.CoreV1().Secrets(e.ns).Delete(e.ctx, e.secret, metav1.DeleteOptions{}))
+	e.secret = e.newTokenSecret(name)
+}
+
+// eventually polls check until it passes or the deadline: no sleep-and-hope.
+func (e *env) eventually(timeout time.Duration, what string, check func() error) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+// args are the flags every run shares: this env's namespace, node and dirs.
+func (e *env) args(extra ...string) []string {
+	return append([]string{"--kubeconfig", e.kubeconfig, "--namespace", e.ns, "--node-name", e.node,
+		"--cni-net-dir", e.net, "--state-dir", filepath.Join(e.dir, "state"), "--backup-dir", filepath.Join(e.dir, "backups"),
+		"--status-file", filepath.Join(e.dir, "status.json"), "--http-addr", "127.0.0.1:0"}, extra...)
+}
+
+// procEnv is the env install-cni would have: the API server the CNI plugin
+// should reach.
+func procEnv() []string {
+	host, port, _ := strings.Cut(cp.Host(), ":")
+	return append(os.Environ(), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
+}
+
+// run runs the command to completion and checks no token reached its output.
+func (e *env) run(args ...string) (int, string) {
+	e.t.Helper()
+	cmd := exec.CommandContext(e.ctx, binary, args...)
+	cmd.Env = procEnv()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	e.noTokenIn(out.String())
+	return code, out.String()
+}
+
+// noTokenIn fails when text holds any token this env has issued.
+func (e *env) noTokenIn(text string) {
+	e.t.Helper()
+	secrets, err := e.client.CoreV1().Secrets(e.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, s := range secrets.Items {
+		if tok := string(s.Data["token"]); tok != "" && strings.Contains(text, tok) {
+			e.t.Fatalf("output shows the token of Secret %s", s.Name)
+		}
+	}
+	if strings.Contains(text, "eyJhbGciOi") {
+		e.t.Fatal("output shows a JWT")
+	}
+}
+
+func (e *env) read(name string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.net, name))
+	must(e.t, err)
+	return string(b)
+}
+
+// whoIsKubeconfigOnDisk makes a SelfSubjectReview with the calico-kubeconfig
+// the node holds, as the CNI plugin would use it.
+func (e *env) whoIsKubeconfigOnDisk() (string, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(e.net, "calico-kubeconfig"))
+	if err != nil {
+		return "", err
+	}
+	return whoAmI(e.ctx, cfg)
+}
+
+// whoIsToken makes a SelfSubjectReview with a bare token.
+func (e *env) whoIsToken(token string) (string, error) {
+	return whoAmI(e.ctx, cp.ConfigForToken(token))
+}
+
+func whoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	r, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return r.Status.UserInfo.Username, nil
+}
