@@ -51,7 +51,7 @@ type Agent struct {
 
 	queue     workqueue.TypedRateLimitingInterface[string]
 	triggered atomic.Int64 // unix nanos of the oldest trigger not yet reconciled
-	errSince  time.Time // when the inputs first failed to give a desired state
+	errSince  time.Time    // when the inputs first failed to give a desired state
 	lastCheck time.Time
 	checked   []string // tokens on disk at the last check
 	accepted  *bool

@@ -103,7 +103,9 @@ func must(t testing.TB, err error) {
 }
 
 // fixturePath is a shared fixture ConfigMap.
-func fixturePath(name string) string { return filepath.Join("..", "..", "..", "shared", "fixtures", name) }
+func fixturePath(name string) string {
+	return filepath.Join("..", "..", "..", "shared", "fixtures", name)
+}
 
 // applyFixture creates or replaces calico-config from a fixture.
 func (e *env) applyFixture(name string) {
