@@ -61,5 +61,13 @@ fuzz:
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzRenderTemplate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME)
 
+demo: build control-plane
+	@echo ">> running the demo (Ctrl-C tears everything down)"
+	$(GO) run ./test/demo --binary bin/calico-cni-sync --fixture ../shared/fixtures/calico-config-v2.6-etcd.yaml
+
+# Benchmarks against the local control plane; figures go to docs/BENCHMARKS.md.
+bench: control-plane
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/ | tee bench.out
+
 clean:
 	rm -rf bin

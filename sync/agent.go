@@ -50,8 +50,9 @@ type Agent struct {
 	ConfigMapOverride ConfigMapSource
 
 	queue     workqueue.TypedRateLimitingInterface[string]
-	triggered atomic.Int64 // unix nanos of the oldest trigger not yet reconciled
-	errSince  time.Time    // when the inputs first failed to give a desired state
+	triggered atomic.Int64              // unix nanos of the oldest trigger not yet reconciled
+	errSince  time.Time                 // when the inputs first failed to give a desired state
+	expiry    atomic.Pointer[time.Time] // the current token's expiry, from its claims
 	lastCheck time.Time
 	checked   []string // tokens on disk at the last check
 	accepted  *bool
@@ -323,6 +324,7 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 	}
 	if err == nil && want != nil {
 		rep.Token.Accepted = a.checkToken(ctx, want)
+		a.expiry.Store(rep.Token.ExpiresAt)
 	}
 	var triggered time.Time
 	if since != 0 {
@@ -338,6 +340,16 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 		err = errors.Join(err, rerr)
 	}
 	return 0, err
+}
+
+// TokenExpired fails once the token the agent last wrote has expired: the
+// source could not renew it, and a restart by the kubelet is the next
+// thing to try.
+func (a *Agent) TokenExpired() error {
+	if exp := a.expiry.Load(); exp != nil && time.Now().After(*exp) {
+		return fmt.Errorf("the token on disk expired at %s and was not renewed", exp.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // checkToken asks the API server about the tokens on disk at start, when

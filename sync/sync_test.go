@@ -128,9 +128,6 @@ func TestTokenRequesterRenewal(t *testing.T) {
 	if _, err := r.Token(ctx); err == nil {
 		t.Fatal("an expired token that cannot be renewed must be an error")
 	}
-	if r.Dead() == nil {
-		t.Fatal("Dead must report the expired token")
-	}
 }
 
 func TestTokenRequesterJitterRange(t *testing.T) {
@@ -199,5 +196,21 @@ func TestHealth(t *testing.T) {
 	clock = clock.Add(7 * time.Minute)
 	if h.Live() == nil {
 		t.Fatal("no reconcile past resync+1m must be wedged")
+	}
+}
+
+func TestTokenExpiredFailsLiveness(t *testing.T) {
+	a := &Agent{}
+	if a.TokenExpired() != nil {
+		t.Fatal("no token yet must not fail liveness")
+	}
+	future, past := time.Now().Add(time.Hour), time.Now().Add(-time.Second)
+	a.expiry.Store(&future)
+	if a.TokenExpired() != nil {
+		t.Fatal("a valid token failed liveness")
+	}
+	a.expiry.Store(&past)
+	if err := a.TokenExpired(); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("an expired token must fail liveness: %v", err)
 	}
 }

@@ -92,13 +92,3 @@ func (r *TokenRequester) Invalidate() {
 	defer r.mu.Unlock()
 	r.renewAt = time.Time{}
 }
-
-// Dead reports a token that has expired and could not be renewed.
-func (r *TokenRequester) Dead() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur.Value != "" && !r.now().Before(r.expires) {
-		return fmt.Errorf("the token expired at %s and could not be renewed", r.expires.UTC().Format(time.RFC3339))
-	}
-	return nil
-}

@@ -37,14 +37,6 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 	r.Dir.Settle = settle
 	metrics := sync.NewMetrics()
 	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
-	if d, ok := r.Token.(interface{ Dead() error }); ok {
-		health.Extra = d.Dead
-	}
-	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
-	if err != nil {
-		logger.Error("cannot serve health and metrics", "err", err)
-		return exitError
-	}
 	reporter, stopEvents := sync.NewReporter(client, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
 	agent := &sync.Agent{
@@ -55,6 +47,12 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 	}
 	if o.ConfigMapFile != "" || o.CNINetworkConfigFile != "" {
 		agent.ConfigMapOverride = r.ConfigMap
+	}
+	health.Extra = agent.TokenExpired
+	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
+	if err != nil {
+		logger.Error("cannot serve health and metrics", "err", err)
+		return exitError
 	}
 	logger.Info("starting", "version", version, "node", o.NodeName, "tokenSource", o.TokenSource, "http", addr.String())
 	if err := agent.Run(ctx); err != nil {

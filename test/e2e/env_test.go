@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 // calico-config, the calico-node ServiceAccount and its token Secret), its own
 // Node and node directory.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	ctx        context.Context
 	client     kubernetes.Interface
 	ns, node   string
@@ -70,7 +70,7 @@ type env struct {
 	secret     string // the current token Secret
 }
 
-func newEnv(t *testing.T, fixture string) *env {
+func newEnv(t testing.TB, fixture string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
