@@ -202,6 +202,12 @@ func (d *Dir) act(st *FileStatus, f *File, disk []byte, j judgement, dryRun bool
 		return nil
 	}
 	path := filepath.Join(d.NetDir, f.Name)
+	if write != nil {
+		// A node whose CNI directory is gone altogether is repaired too.
+		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d.NetDir, err)
+		}
+	}
 	if backup && disk != nil {
 		b, err := Backup(d.BackupDir, f.Name, disk, d.now(), d.BackupsKept)
 		if err != nil {

@@ -78,10 +78,11 @@ func (r *Reporter) nodeRef() *corev1.ObjectReference {
 func (r *Reporter) Report(ctx context.Context, rep *Report, reconcileErr error) error {
 	r.events(rep, reconcileErr)
 	var errs []string
-	if err := r.writeStatus(rep); err != nil {
+	// The condition first: it is what the cluster waits for.
+	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {
+	if err := r.writeStatus(rep); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {

@@ -103,3 +103,16 @@ func TestFlagErrors(t *testing.T) {
 		t.Errorf("version: %d %q", code, out.String())
 	}
 }
+
+// TestOnceCreatesAMissingDirectory: a node whose CNI directory is gone is
+// repaired too.
+func TestOnceCreatesAMissingDirectory(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	must(t, os.RemoveAll(n.net))
+	if code, out := n.run("--once"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if n.read("10-calico.conflist") == "" {
+		t.Fatal("nothing written")
+	}
+}
