@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -120,16 +121,22 @@ func newClient(cfg *rest.Config) (kubernetes.Interface, error) {
 	return client, nil
 }
 
-// runOnce reconciles this node once: the repair of a broken node.
-func runOnce(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
+// oneShotReconciler wires --once and drift: online with a client, or
+// offline with none (cfg is then nil).
+func oneShotReconciler(o *Options) (*rest.Config, *sync.Reconciler, error) {
 	cfg, client, err := clientFor(o)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %s\n", cniconf.Redact(err.Error()))
-		return exitError
+		return nil, nil, errors.New(cniconf.Redact(err.Error()))
 	}
 	r, err := newReconciler(o, cfg, client)
+	return cfg, r, err
+}
+
+// runOnce reconciles this node once: the repair of a broken node.
+func runOnce(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
+	_, r, err := oneShotReconciler(o)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "error: %s\n", err)
 		return exitError
 	}
 	mode := sync.ModeSync
@@ -187,18 +194,13 @@ func printFiles(w io.Writer, rep *sync.Report, dryRun bool) {
 
 // runDrift shows this node's state and writes nothing.
 func runDrift(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
-	cfg, client, err := clientFor(o)
+	cfg, r, err := oneShotReconciler(o)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %s\n", cniconf.Redact(err.Error()))
-		return exitError
-	}
-	r, err := newReconciler(o, cfg, client)
-	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "error: %s\n", err)
 		return exitError
 	}
 	rep, want, err := r.Reconcile(ctx, sync.ModeCheck)
-	if err == nil && client != nil && want != nil {
+	if err == nil && cfg != nil && want != nil {
 		rep.Token.Accepted = sync.CheckAcceptedOnDisk(ctx, cfg, r.Dir, want)
 	}
 	if perr := printReport(stdout, rep, o.Output); perr != nil {
