@@ -1,0 +1,419 @@
+package e2e
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// The kustomizations under test: the base and its two overlays.
+const (
+	manifestsBase   = "../../manifests"
+	manifestsPinned = "../../manifests/overlays/pinned-secret"
+	manifestsTokenR = "../../manifests/overlays/tokenrequest"
+	pinnedSecret    = "calico-node-token" // the name overlays/pinned-secret grants
+)
+
+// kubectl runs the control plane's kubectl (test/bin) as admin.
+func kubectl(ctx context.Context, kubeconfig string, args ...string) (string, error) {
+	dir := os.Getenv("CONTROLPLANE_BIN_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "bin")
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(dir, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// deploy applies a kustomization server-side, as an operator would, deletes
+// it at cleanup, and returns the args of the DaemonSet the API server stored.
+func deploy(t *testing.T, ctx context.Context, dir string) []string {
+	t.Helper()
+	admin := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	must(t, cp.WriteKubeconfig(admin, cp.Config))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, err := kubectl(ctx, admin, "delete", "--ignore-not-found", "--wait", "-k", dir); err != nil {
+			t.Errorf("kubectl delete -k %s: %v\n%s", dir, err, out)
+		}
+	})
+	if out, err := kubectl(ctx, admin, "apply", "--server-side", "--field-manager", "e2e", "-k", dir); err != nil {
+		t.Fatalf("kubectl apply --server-side -k %s: %v\n%s", dir, err, out)
+	}
+	ds, err := cp.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-cni-sync", metav1.GetOptions{})
+	must(t, err)
+	return ds.Spec.Template.Spec.Containers[0].Args
+}
+
+// newSystemEnv is newEnv in kube-system, where the manifests grant:
+// calico-config, the calico-node ServiceAccount with its token Secret under
+// the name overlays/pinned-secret pins, and a Node. All removed at cleanup.
+func newSystemEnv(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, ctx: ctx, client: cp.Client, ns: "kube-system", node: fmt.Sprintf("deploy-node-%d", seq.Add(1)), dir: t.TempDir()}
+	e.net = filepath.Join(e.dir, "net.d")
+	must(t, os.MkdirAll(e.net, 0o755))
+	core := cp.Client.CoreV1()
+	t.Cleanup(func() {
+		bg := context.Background()
+		_ = core.Nodes().Delete(bg, e.node, metav1.DeleteOptions{})
+		_ = core.ConfigMaps(e.ns).Delete(bg, "calico-config", metav1.DeleteOptions{})
+		_ = core.Secrets(e.ns).Delete(bg, pinnedSecret, metav1.DeleteOptions{})
+		_ = core.ServiceAccounts(e.ns).Delete(bg, "calico-node", metav1.DeleteOptions{})
+	})
+	_, err := core.Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.node}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = core.ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
+	must(t, err)
+	e.applyFixture("calico-config-v3.32.yaml")
+	e.secret = e.populatedTokenSecret(pinnedSecret)
+	return e
+}
+
+// populatedTokenSecret creates a token Secret for calico-node and waits until
+// the token controller has populated it. A ServiceAccount recreated under the
+// name a previous test deleted may not be in the controller's cache yet; the
+// controller then deletes the Secret as an orphan, so it is created again.
+func (e *env) populatedTokenSecret(name string) string {
+	e.t.Helper()
+	secrets := e.client.CoreV1().Secrets(e.ns)
+	e.eventually(time.Minute, "token Secret "+name+" populated", func() error {
+		s, err := secrets.Get(e.ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
+				Type: corev1.SecretTypeServiceAccountToken}
+			if _, err = secrets.Create(e.ctx, s, metav1.CreateOptions{}); err == nil {
+				err = errorf("created; not populated yet")
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if len(s.Data["token"]) == 0 || len(s.Data["ca.crt"]) == 0 {
+			return errorf("not populated yet")
+		}
+		return nil
+	})
+	return name
+}
+
+// asManifestsServiceAccount points the agent at a real token of the
+// manifests' ServiceAccount instead of admin, and returns a client with the
+// same identity once RBAC lets it read calico-config (RBAC is cached).
+func (e *env) asManifestsServiceAccount() kubernetes.Interface {
+	e.t.Helper()
+	tok, err := cp.TokenFor(e.ctx, "kube-system", "calico-cni-sync", time.Hour)
+	must(e.t, err)
+	e.kubeconfig = filepath.Join(e.dir, "calico-cni-sync.kubeconfig")
+	must(e.t, cp.WriteKubeconfig(e.kubeconfig, cp.ConfigForToken(tok)))
+	sa, err := kubernetes.NewForConfig(cp.ConfigForToken(tok))
+	must(e.t, err)
+	e.eventually(30*time.Second, "RBAC of the manifests in effect", func() error {
+		_, err := sa.CoreV1().ConfigMaps(e.ns).Get(e.ctx, "calico-config", metav1.GetOptions{})
+		return err
+	})
+	return sa
+}
+
+// request is one API call made with the agent's identity.
+type request struct {
+	what string
+	do   func(ctx context.Context) error
+}
+
+// expectForbidden fails for every request the API server does not refuse
+// with 403. Writes are dry runs, so a too-broad grant changes nothing.
+func expectForbidden(t *testing.T, ctx context.Context, reqs ...request) {
+	t.Helper()
+	for _, r := range reqs {
+		if err := r.do(ctx); !apierrors.IsForbidden(err) {
+			t.Errorf("%s: want Forbidden, got %v", r.what, err)
+		}
+	}
+}
+
+func expectAllowed(t *testing.T, ctx context.Context, reqs ...request) {
+	t.Helper()
+	for _, r := range reqs {
+		if err := r.do(ctx); err != nil {
+			t.Errorf("%s: want allowed, got %v", r.what, err)
+		}
+	}
+}
+
+var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+
+// errOf keeps the error of a client call.
+func errOf[T any](_ T, err error) error { return err }
+
+// outsideTheJob is what no variant of the manifests may do.
+func outsideTheJob(sa kubernetes.Interface, node string) []request {
+	c := sa.CoreV1()
+	return []request{
+		{"list Secrets in default", func(ctx context.Context) error { return errOf(c.Secrets("default").List(ctx, metav1.ListOptions{})) }},
+		{"get a Secret in default", func(ctx context.Context) error { return errOf(c.Secrets("default").Get(ctx, "x", metav1.GetOptions{})) }},
+		{"get ConfigMap kube-system/kube-root-ca.crt", func(ctx context.Context) error {
+			return errOf(c.ConfigMaps("kube-system").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{}))
+		}},
+		{"list ConfigMaps in kube-system without the name selector", func(ctx context.Context) error {
+			return errOf(c.ConfigMaps("kube-system").List(ctx, metav1.ListOptions{}))
+		}},
+		{"get calico-config in default", func(ctx context.Context) error {
+			return errOf(c.ConfigMaps("default").Get(ctx, "calico-config", metav1.GetOptions{}))
+		}},
+		{"update calico-config", func(ctx context.Context) error {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "calico-config", Namespace: "kube-system"}}
+			_, err := c.ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		{"create a Secret in kube-system", func(ctx context.Context) error {
+			return errOf(c.Secrets("kube-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, dryRun))
+		}},
+		{"list Nodes", func(ctx context.Context) error { return errOf(c.Nodes().List(ctx, metav1.ListOptions{})) }},
+		{"patch the Node itself (labels)", func(ctx context.Context) error {
+			_, err := c.Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`),
+				metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		{"delete a Node", func(ctx context.Context) error {
+			return c.Nodes().Delete(ctx, node, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}},
+		{"create an Event in kube-system", func(ctx context.Context) error {
+			ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "x"}, InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node}}
+			_, err := c.Events("kube-system").Create(ctx, ev, dryRun)
+			return err
+		}},
+		{"list Events in default", func(ctx context.Context) error { return errOf(c.Events("default").List(ctx, metav1.ListOptions{})) }},
+		{"list Pods in kube-system", func(ctx context.Context) error { return errOf(c.Pods("kube-system").List(ctx, metav1.ListOptions{})) }},
+		{"request a token for kube-system/calico-cni-sync", tokenFor(sa, "kube-system", "calico-cni-sync")},
+		{"request a token for default/default", tokenFor(sa, "default", "default")},
+	}
+}
+
+func tokenFor(sa kubernetes.Interface, ns, name string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{}))
+	}
+}
+
+func getSecret(sa kubernetes.Interface, name string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.CoreV1().Secrets("kube-system").Get(ctx, name, metav1.GetOptions{}))
+	}
+}
+
+func listSecrets(sa kubernetes.Interface, selector string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{FieldSelector: selector}))
+	}
+}
+
+// TestManifestsApply: each kustomization is accepted by the API server, and
+// a Pod from the DaemonSet's template would be admitted on a node.
+func TestManifestsApply(t *testing.T) {
+	for _, dir := range []string{manifestsBase, manifestsPinned, manifestsTokenR} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			deploy(t, ctx, dir)
+			ds, err := cp.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-cni-sync", metav1.GetOptions{})
+			must(t, err)
+			spec := ds.Spec.Template.Spec
+			c := spec.Containers[0]
+			sc := c.SecurityContext
+			switch {
+			case !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet:
+				t.Error("want hostNetwork with dnsPolicy ClusterFirstWithHostNet")
+			case len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "":
+				t.Errorf("want one toleration of every taint, got %+v", spec.Tolerations)
+			case spec.PriorityClassName != "system-node-critical" || spec.ServiceAccountName != "calico-cni-sync":
+				t.Error("want priorityClassName system-node-critical and serviceAccountName calico-cni-sync")
+			case sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" ||
+				sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+				t.Errorf("security context %+v", sc)
+			case c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
+				c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz":
+				t.Error("want liveness /healthz and readiness /readyz")
+			case c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero():
+				t.Errorf("resources %+v", c.Resources)
+			case ds.Spec.UpdateStrategy.RollingUpdate == nil || ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1:
+				t.Errorf("update strategy %+v", ds.Spec.UpdateStrategy)
+			}
+			var nodeName bool
+			for _, v := range c.Env {
+				nodeName = nodeName || (v.Name == "NODE_NAME" && v.ValueFrom != nil && v.ValueFrom.FieldRef.FieldPath == "spec.nodeName")
+				if v.Name == "KUBERNETES_SERVICE_HOST" || v.Name == "KUBERNETES_SERVICE_PORT" {
+					t.Errorf("%s is set by hand; the kubelet injects it", v.Name)
+				}
+			}
+			if !nodeName {
+				t.Error("NODE_NAME does not come from spec.nodeName")
+			}
+			hostPaths := map[string]bool{}
+			for _, v := range spec.Volumes {
+				if v.HostPath != nil {
+					hostPaths[v.HostPath.Path] = true
+				}
+			}
+			if !hostPaths["/etc/cni/net.d"] || !hostPaths["/var/lib/calico-cni-sync"] {
+				t.Errorf("hostPath volumes %v", hostPaths)
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "calico-cni-sync-", Namespace: "kube-system"}, Spec: *spec.DeepCopy()}
+			pod.Spec.NodeName = "any-node"
+			if _, err := cp.Client.CoreV1().Pods("kube-system").Create(ctx, pod, dryRun); err != nil {
+				t.Errorf("a Pod from the template is not admitted: %v", err)
+			}
+		})
+	}
+}
+
+// TestManifestsAgentUnderRBAC: the agent with a real token of the manifests'
+// ServiceAccount, not admin, does its whole job, and nothing beyond it.
+func TestManifestsAgentUnderRBAC(t *testing.T) {
+	e := newSystemEnv(t)
+	args := deploy(t, e.ctx, manifestsBase)
+	sa := e.asManifestsServiceAccount()
+	a := e.startAgent(args...)
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-node" {
+		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
+	}
+	e.editConfigMap("veth_mtu", "0", "1440")
+	e.waitFile(e.net, "10-calico.conflist", "new MTU", func(s string) bool { return strings.Contains(s, `"mtu": 1440,`) })
+	e.waitEvent(e.node, "ConfigWritten", "it was Outdated")
+	path := filepath.Join(e.net, "10-calico.conflist")
+	must(t, os.WriteFile(path+".edit", []byte(strings.Replace(e.read("10-calico.conflist"), `"mtu": 1440`, `"mtu": 1400`, 1)), 0o600))
+	must(t, os.Rename(path+".edit", path))
+	e.waitCondition(e.node, corev1.ConditionTrue, "Drifted", "plugins.0.mtu")
+	e.waitEvent(e.node, "DriftDetected", "plugins.0.mtu")
+	if out := a.output(); regexp.MustCompile(`(?i)forbidden`).MatchString(out) {
+		t.Errorf("the agent was refused something:\n%s", tail(out))
+	}
+
+	expectAllowed(t, e.ctx,
+		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
+		request{"get the token Secret", getSecret(sa, pinnedSecret)})
+	expectForbidden(t, e.ctx, outsideTheJob(sa, e.node)...)
+	expectForbidden(t, e.ctx, request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})
+}
+
+// TestManifestsPinnedSecretOverlay: with overlays/pinned-secret the agent
+// works from the one Secret it may read; every other Secret is refused.
+func TestManifestsPinnedSecretOverlay(t *testing.T) {
+	e := newSystemEnv(t)
+	args := deploy(t, e.ctx, manifestsPinned)
+	sa := e.asManifestsServiceAccount()
+	other := e.populatedTokenSecret("calico-node-token-b0002") // newer: the base would follow it
+	t.Cleanup(func() {
+		_ = cp.Client.CoreV1().Secrets(e.ns).Delete(context.Background(), other, metav1.DeleteOptions{})
+	})
+	e.startAgent(args...)
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	if !strings.Contains(e.read("calico-kubeconfig"), e.secretToken(pinnedSecret)) {
+		t.Fatal("the kubeconfig does not hold the pinned Secret's token")
+	}
+	expectAllowed(t, e.ctx,
+		request{"get the pinned Secret", getSecret(sa, pinnedSecret)},
+		request{"list the pinned Secret by name", listSecrets(sa, "metadata.name="+pinnedSecret)})
+	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"get another token Secret", getSecret(sa, other)},
+		request{"list Secrets in kube-system", listSecrets(sa, "")},
+		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
+		request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})...)
+}
+
+// TestManifestsTokenRequestOverlay: with overlays/tokenrequest the agent
+// writes a bound token that authenticates as calico-node, with no Secret
+// access at all.
+func TestManifestsTokenRequestOverlay(t *testing.T) {
+	e := newSystemEnv(t)
+	args := deploy(t, e.ctx, manifestsTokenR)
+	sa := e.asManifestsServiceAccount()
+	e.startAgent(args...)
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-node" {
+		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
+	}
+	if strings.Contains(e.read("calico-kubeconfig"), e.secretToken(pinnedSecret)) {
+		t.Fatal("the kubeconfig holds the Secret's token, not a requested one")
+	}
+	expectAllowed(t, e.ctx, request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})
+	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"get the token Secret", getSecret(sa, pinnedSecret)},
+		request{"list Secrets in kube-system", listSecrets(sa, "")},
+		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
+		request{"list the token Secret by name", listSecrets(sa, "metadata.name="+pinnedSecret)})...)
+}
+
+// TestImageBinaryIsStatic builds the binary as the Dockerfile and `make
+// image-binary` do, and checks it needs no dynamic loader or library (it
+// runs on distroless/static) and carries the stamped version.
+func TestImageBinaryIsStatic(t *testing.T) {
+	const flags = `-s -w -X main.version=`
+	files := map[string][]string{
+		"../../Dockerfile": {`CGO_ENABLED=0`, `go build -trimpath -ldflags "` + flags + `${VERSION}"`, `ENTRYPOINT ["/calico-cni-sync"]`},
+		"../../Makefile":   {`LDFLAGS := ` + flags + `$(VERSION)`, `CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'`},
+	}
+	for path, wants := range files {
+		b, err := os.ReadFile(path)
+		must(t, err)
+		for _, w := range wants {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s lacks %s", path, w)
+			}
+		}
+	}
+	gomod, err := os.ReadFile("../../go.mod")
+	must(t, err)
+	dockerfile, _ := os.ReadFile("../../Dockerfile")
+	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
+	if goLine == nil || !strings.Contains(string(dockerfile), "golang:"+string(goLine[1])+" ") {
+		t.Errorf("the Dockerfile's golang image does not match go.mod's go line %q", goLine)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "calico-cni-sync-static")
+	const version = "v0.0.0-e2e.1"
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", flags+version, "-o", bin, "../../cmd/calico-cni-sync")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	must(t, err)
+	defer func() { _ = f.Close() }()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary has a %s program header: it is dynamically linked", p.Type)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+		t.Errorf("the binary needs %v (%v)", libs, err)
+	}
+	if f.Section(".symtab") != nil {
+		t.Error("the binary has a symbol table: -s did not apply")
+	}
+	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
+	if err != nil || string(out) != "calico-cni-sync "+version+"\n" {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}
