@@ -127,7 +127,7 @@ func PickTokenSecret(secrets []*corev1.Secret, serviceAccount string) (*corev1.S
 func TokenFromSecret(s *corev1.Secret) (Token, error) {
 	t := strings.TrimSpace(string(s.Data[corev1.ServiceAccountTokenKey]))
 	if t == "" {
-		return Token{}, fmt.Errorf("Secret %s/%s has no token yet", s.Namespace, s.Name)
+		return Token{}, fmt.Errorf("token Secret %s/%s has no token yet", s.Namespace, s.Name)
 	}
 	return Token{Value: t, Source: SourceSecret, Secret: s.Name, CA: s.Data[corev1.ServiceAccountRootCAKey]}, nil
 }

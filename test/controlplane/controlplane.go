@@ -167,8 +167,8 @@ func (c *ControlPlane) startEtcdAndAPIServer() error {
 		return fmt.Errorf("start etcd and kube-apiserver: %w%s", err, logTail(c.apiLog))
 	}
 
-	c.host = net.JoinHostPort(api.SecureServing.Address, api.SecureServing.Port)
-	c.caData = append([]byte(nil), api.SecureServing.CA...)
+	c.host = net.JoinHostPort(api.Address, api.Port)
+	c.caData = append([]byte(nil), api.CA...)
 	c.caFile = filepath.Join(c.dir, "apiserver-ca.crt")
 	if err := os.WriteFile(c.caFile, c.caData, 0o600); err != nil {
 		return fmt.Errorf("write CA file: %w", err)

@@ -34,7 +34,7 @@ func startProcess(name, path string, args []string, logPath string) (*process, e
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}
-	defer logFile.Close() // the child keeps its own descriptor
+	defer func() { _ = logFile.Close() }() // the child keeps its own descriptor
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

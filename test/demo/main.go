@@ -28,7 +28,9 @@ import (
 
 const ns, node = "kube-system", "demo-node"
 
-func main() {
+func main() { os.Exit(demo()) }
+
+func demo() int {
 	binary := flag.String("binary", "bin/calico-cni-sync", "the calico-cni-sync binary")
 	fixture := flag.String("fixture", "../shared/fixtures/calico-config-v2.6-etcd.yaml", "the calico-config to apply")
 	flag.Parse()
@@ -36,9 +38,9 @@ func main() {
 	defer stop()
 	if err := run(ctx, *binary, *fixture); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
-		stop()
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // step prints a numbered heading.

@@ -183,14 +183,10 @@ func newCountingProxy(b *testing.B) *countingProxy {
 	must(b, err)
 	target, _ := url.Parse("https://" + cp.Host())
 	p := &countingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = rt
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Del("Authorization") // the proxy's own client certificate authenticates
-	}
-	rp.FlushInterval = -1
+	rp := &httputil.ReverseProxy{Transport: rt, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Header.Del("Authorization") // the proxy's own client certificate authenticates
+	}}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1" {
 			p.watches.Add(1)
@@ -223,15 +219,32 @@ func BenchmarkIdleAgent(b *testing.B) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // a measurement window starts after start-up
+	// The window starts once start-up traffic (condition, events) is over:
+	// no request for a whole second.
+	seen, stableSince := int64(-1), time.Now()
+	e.eventually(30*time.Second, "start-up traffic over", func() error {
+		if n := proxy.requests.Load(); n != seen {
+			seen, stableSince = n, time.Now()
+		}
+		if time.Since(stableSince) < time.Second {
+			return errorf("requests still coming")
+		}
+		return nil
+	})
 	pid := a.cmd.Process.Pid
 	cpu0, req0, watch0 := cpuTicks(b, pid), proxy.requests.Load(), proxy.watches.Load()
 	b.ResetTimer()
 	var maxRSS int64
-	end := time.Now().Add(60 * time.Second)
-	for time.Now().Before(end) {
+	end := time.After(60 * time.Second)
+	sample := time.NewTicker(time.Second)
+	defer sample.Stop()
+	for window := true; window; {
 		maxRSS = max(maxRSS, rssKiB(b, pid))
-		time.Sleep(time.Second)
+		select {
+		case <-end:
+			window = false
+		case <-sample.C:
+		}
 	}
 	cpu := float64(cpuTicks(b, pid)-cpu0) / 100 // USER_HZ
 	b.ReportMetric(float64(maxRSS)/1024, "rss-MiB")

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -185,15 +186,14 @@ func (e *env) regenerate(name string) {
 // eventually polls check until it passes or the deadline: no sleep-and-hope.
 func (e *env) eventually(timeout time.Duration, what string, check func() error) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	var last error
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		last = check()
+		return last == nil, nil
+	})
+	if err != nil {
+		e.t.Fatalf("%s: not within %s: %v", what, timeout, last)
 	}
-	e.t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }
 
 // args are the flags every run shares: this env's namespace, node and dirs.
