@@ -67,7 +67,7 @@ demo: build control-plane
 
 # Benchmarks against the local control plane; figures go to docs/BENCHMARKS.md.
 bench: control-plane
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/ | tee bench.out
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/ | tee bench.out
 
 clean:
 	rm -rf bin

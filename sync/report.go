@@ -57,11 +57,13 @@ type Reporter struct {
 
 // NewReporter starts an event broadcaster for the node. Stop it with the
 // returned function.
-func NewReporter(client kubernetes.Interface, node, statusFile, advice string, logger *slog.Logger) (*Reporter, func()) {
+// Events go through their own client (events), so that a burst of them never
+// queues the condition patch behind client-side rate limiting.
+func NewReporter(client, events kubernetes.Interface, node, statusFile, advice string, logger *slog.Logger) (*Reporter, func()) {
 	// The agent announces each change once, so the correlator's spam
 	// filter only needs to stop a runaway, not a busy day of rotations.
 	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: 100, QPS: 1}))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: events.CoreV1().Events("")})
 	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "calico-cni-sync", Host: node})
 	return &Reporter{client: client, node: node, recorder: rec, statusFile: statusFile, logger: logger,
 		advice: advice, announced: map[string]string{}}, b.Shutdown

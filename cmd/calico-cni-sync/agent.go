@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/calico-cni-sync/calico-cni-sync/sync"
 )
 
@@ -37,7 +39,12 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 	r.Dir.Settle = settle
 	metrics := sync.NewMetrics()
 	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
-	reporter, stopEvents := sync.NewReporter(client, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
+	events, err := newClient(rest.CopyConfig(cfg))
+	if err != nil {
+		logger.Error("cannot reach the API server", "err", err)
+		return exitError
+	}
+	reporter, stopEvents := sync.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
 	agent := &sync.Agent{
 		Reconciler: r, Client: client, Config: cfg, Namespace: o.Namespace, ConfigMap: o.ConfigMap,
