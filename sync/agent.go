@@ -266,7 +266,7 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	since := a.triggered.Swap(0)
 	a.Health.begin()
 	retry, err := a.reconcile(ctx, since)
-	a.Health.end(err == nil)
+	a.Health.end(err == nil && retry == 0) // a deferred pass is not a good one
 	if retry > 0 {
 		a.queue.Forget(key)
 		a.queue.AddAfter(key, retry)
@@ -291,6 +291,10 @@ type renewer interface {
 	NextRenewal() time.Time
 	Invalidate()
 }
+
+// apiTimeout bounds each request the reconcile loop makes itself, so a
+// server that accepts connections but does not answer cannot wedge it.
+const apiTimeout = 10 * time.Second
 
 // errorGrace is how long inputs may fail before the cluster is told. A
 // token Secret is deleted and its successor populated within moments; that
@@ -360,6 +364,8 @@ func (a *Agent) checkToken(ctx context.Context, want *cniconf.Desired) *bool {
 		return nil
 	}
 	if a.lastCheck.IsZero() || time.Since(a.lastCheck) >= a.TokenCheckPeriod || !equalStrings(tokens, a.checked) {
+		ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
 		a.accepted = CheckAcceptedOnDisk(ctx, a.Config, a.Reconciler.Dir, want)
 		a.lastCheck, a.checked = time.Now(), tokens
 		if r, ok := a.Reconciler.Token.(renewer); ok && a.accepted != nil && !*a.accepted {

@@ -188,6 +188,8 @@ func ConditionFor(rep *Report, advice string) corev1.NodeCondition {
 
 // patchCondition patches the Node's status only when the condition changed.
 func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) error {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	if r.last == nil {
 		node, err := r.client.CoreV1().Nodes().Get(ctx, r.node, metav1.GetOptions{})
 		if err != nil {

@@ -55,7 +55,8 @@ func (e *env) startAgent(extra ...string) *agent {
 	return e.startAgentFor(e.node, e.net, extra...)
 }
 
-func (e *env) startAgentFor(node, net string, extra ...string) *agent {
+// launchAgent starts the agent and waits only until it serves HTTP.
+func (e *env) launchAgent(node, net string, extra ...string) *agent {
 	e.t.Helper()
 	args := e.args(extra...)
 	args = append(args, "--node-name", node, "--cni-net-dir", net,
@@ -86,6 +87,12 @@ func (e *env) startAgentFor(node, net string, extra ...string) *agent {
 		}
 		return fmt.Errorf("no http address logged yet")
 	})
+	return a
+}
+
+func (e *env) startAgentFor(node, net string, extra ...string) *agent {
+	e.t.Helper()
+	a := e.launchAgent(node, net, extra...)
 	e.eventually(30*time.Second, "agent ready", func() error { return a.probe("/readyz") })
 	return a
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestAgentFollowsConfigMapAndToken: a ConfigMap edit reaches the file
@@ -192,4 +193,26 @@ func TestAnotherWriterNoLoop(t *testing.T) {
 	if got := a.metric("calico_cni_sync_writes_total", "calico-kubeconfig"); got != writesBefore+1 {
 		t.Fatalf("writes went on: %v, want %v", got, writesBefore+1)
 	}
+}
+
+// TestAgentNotReadyUntilAGoodReconcile: started before its ConfigMap exists,
+// the agent reports Error, is not ready, writes nothing; once the ConfigMap
+// appears it writes the files and becomes ready.
+func TestAgentNotReadyUntilAGoodReconcile(t *testing.T) {
+	e := newEnv(t, "calico-config-v3.32.yaml")
+	must(t, e.client.CoreV1().ConfigMaps(e.ns).Delete(e.ctx, "calico-config", metav1.DeleteOptions{}))
+	a := e.launchAgent(e.node, e.net)
+	e.waitCondition(e.node, corev1.ConditionUnknown, "Error", "ConfigMap "+e.ns+"/calico-config not found")
+	if err := a.probe("/readyz"); err == nil {
+		t.Fatal("ready without a successful reconcile")
+	}
+	if err := a.probe("/healthz"); err != nil {
+		t.Fatalf("missing inputs made the agent unhealthy: %v", err)
+	}
+	if entries, _ := os.ReadDir(e.net); len(entries) != 0 {
+		t.Fatalf("%d files written without a ConfigMap", len(entries))
+	}
+	e.applyFixture("calico-config-v3.32.yaml")
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.eventually(10*time.Second, "ready", func() error { return a.probe("/readyz") })
 }
