@@ -40,7 +40,7 @@ func LoadRecord(stateDir, name string) (*Record, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		// A damaged record is no record: the file is judged without one,
 		// which errs towards reporting an edit rather than overwriting it.
-		return nil, nil //nolint:nilerr // see above
+		return nil, nil
 	}
 	return &r, nil
 }

@@ -83,8 +83,9 @@ func pruneBackups(dir, name string, keep int) error {
 	}
 	var mine []string
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), name+".")
-		if ok && strings.HasSuffix(rest, ".bak") && !strings.Contains(strings.TrimSuffix(rest, ".bak"), ".conf") {
+		// <name>.<stamp>.bak; "10-calico.conf." is no prefix of a
+		// 10-calico.conflist backup, so each file keeps its own.
+		if rest, ok := strings.CutPrefix(e.Name(), name+"."); ok && strings.HasSuffix(rest, ".bak") {
 			mine = append(mine, e.Name())
 		}
 	}

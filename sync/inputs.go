@@ -31,10 +31,8 @@ func LoadConfigMapFile(path string) (*corev1.ConfigMap, error) {
 		return nil, fmt.Errorf("read --configmap-file: %w", err)
 	}
 	var cm corev1.ConfigMap
-	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
-		if err2 := yaml.Unmarshal(data, &cm); err2 != nil {
-			return nil, fmt.Errorf("parse --configmap-file %s: %w", path, err2)
-		}
+	if err := yaml.Unmarshal(data, &cm); err != nil {
+		return nil, fmt.Errorf("parse --configmap-file %s: %w", path, err)
 	}
 	if cm.Kind != "" && cm.Kind != "ConfigMap" {
 		return nil, fmt.Errorf("parse --configmap-file %s: kind is %q, not ConfigMap", path, cm.Kind)
