@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 func TestBadInputLeavesTheFileAlone(t *testing.T) {
@@ -114,5 +116,23 @@ func TestOnceCreatesAMissingDirectory(t *testing.T) {
 	}
 	if n.read("10-calico.conflist") == "" {
 		t.Fatal("nothing written")
+	}
+}
+
+// TestConfigMapFileFormats: the manifest as kubectl prints it, in YAML or
+// JSON; another kind is refused by name.
+func TestConfigMapFileFormats(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	yamlBytes, err := os.ReadFile(n.cm)
+	must(t, err)
+	jsonBytes, err := yaml.YAMLToJSON(yamlBytes)
+	must(t, err)
+	must(t, os.WriteFile(n.cm, jsonBytes, 0o644))
+	if code, out := n.run("--once"); code != 0 {
+		t.Fatalf("JSON manifest: exit %d\n%s", code, out)
+	}
+	must(t, os.WriteFile(n.cm, []byte(strings.Replace(string(yamlBytes), "kind: ConfigMap", "kind: Secret", 1)), 0o644))
+	if code, out := n.run("drift"); code != 2 || !strings.Contains(out, `kind is "Secret", not ConfigMap`) {
+		t.Fatalf("wrong kind: exit %d\n%s", code, out)
 	}
 }
