@@ -5,6 +5,11 @@ import (
 	"os"
 )
 
+// FileMode is the mode of every file written. Seed-era confs embed the
+// token; the runtimes and the CNI plugin that read these files run as root,
+// so nothing is lost by making every one of them readable by root alone.
+const FileMode os.FileMode = 0o600
+
 // Kind tells the two managed files apart.
 type Kind string
 
@@ -69,12 +74,8 @@ func BuildDesired(in *Inputs, confName string) (*Desired, error) {
 	if err != nil {
 		return nil, err
 	}
-	mode := os.FileMode(0o644)
-	if len(fields) > 0 {
-		mode = 0o600
-	}
 	d := &Desired{Token: in.Token, Files: []*File{{
-		Name: name, Kind: KindConf, Content: conf, Mode: mode,
+		Name: name, Kind: KindConf, Content: conf, Mode: FileMode,
 		token: in.Token, tokenFields: fields, parse: parseConf,
 	}}}
 	if in.usesKubeconfig() {
@@ -83,7 +84,7 @@ func BuildDesired(in *Inputs, confName string) (*Desired, error) {
 			return nil, err
 		}
 		d.Files = append(d.Files, &File{
-			Name: in.kubeconfigName(), Kind: KindKubeconfig, Content: k.Bytes(), Mode: 0o600,
+			Name: in.kubeconfigName(), Kind: KindKubeconfig, Content: k.Bytes(), Mode: FileMode,
 			token: in.Token, parse: parseKubeconfigSnapshot,
 		})
 	}

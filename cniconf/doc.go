@@ -13,8 +13,8 @@
 //
 // Decisions where Calico's install-cni and the product contract are silent:
 //
-//   - A rendered conf that embeds the token is written with mode 0600, one
-//     without a token with 0644 (install-cni's mode); the kubeconfig is 0600.
+//   - Every file is written with mode 0600, also a conf without a token
+//     (install-cni writes those 0644): only root reads them.
 //   - Token fields are learned from the template: wherever
 //     __SERVICEACCOUNT_TOKEN__ sits, with the text around it in that string.
 //   - The record in the state directory describes the last file rendered from

@@ -248,6 +248,11 @@ func TestStatesThroughTheCommand(t *testing.T) {
 			if got := n.backups(); got != tc.wantBackup {
 				t.Errorf("%d backups, want %d", got, tc.wantBackup)
 			}
+			for _, name := range []string{tc.file, "calico-kubeconfig"} {
+				if fi, err := os.Stat(filepath.Join(n.net, name)); err == nil && fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+				}
+			}
 			if tc.check != nil {
 				tc.check(t, n)
 			}
