@@ -12,6 +12,7 @@ import (
 // string attribute, whoever logs it (client-go included).
 type redactingHandler struct{ slog.Handler }
 
+// Handle redacts the record's message and attributes, then passes it on.
 func (h redactingHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, cniconf.Redact(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
@@ -33,6 +34,7 @@ func redactAttr(a slog.Attr) slog.Attr {
 	return a
 }
 
+// WithAttrs redacts attributes bound to a logger.
 func (h redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	for i := range attrs {
 		attrs[i] = redactAttr(attrs[i])
@@ -40,6 +42,7 @@ func (h redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return redactingHandler{h.Handler.WithAttrs(attrs)}
 }
 
+// WithGroup keeps redacting inside the group.
 func (h redactingHandler) WithGroup(name string) slog.Handler {
 	return redactingHandler{h.Handler.WithGroup(name)}
 }
