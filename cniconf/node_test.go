@@ -3,6 +3,7 @@ package cniconf
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,5 +38,32 @@ func TestCorruptFileSettles(t *testing.T) {
 	st, err = d.Sync(want, false)
 	if err != nil || st[0].Action != ActionWritten || st[0].Backup == "" {
 		t.Fatalf("settled corrupt file: %+v %v", st[0], err)
+	}
+}
+
+// TestHugeFileIsNotDiffed: a file far larger than any CNI config is
+// classified and replaced without a diff that could stall the loop.
+func TestHugeFileIsNotDiffed(t *testing.T) {
+	dir := t.TempDir()
+	in := goldenInputs(fixtureData(t, "calico-config-v3.32.yaml"), clusterEnv)
+	in.NetDir = dir
+	want, err := BuildDesired(in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]byte, 8<<20)
+	for i := range huge {
+		huge[i] = byte('a' + i%26)
+		if i%80 == 79 {
+			huge[i] = '\n'
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, DefaultConfListName), huge, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dir{NetDir: dir, BackupDir: t.TempDir(), StateDir: t.TempDir()}
+	st := d.Check(want)
+	if st[0].State != Corrupt || !strings.Contains(st[0].Diff, "not diffed") {
+		t.Fatalf("huge file: %s %q", st[0].State, st[0].Diff)
 	}
 }

@@ -3,6 +3,7 @@ package cniconf
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -30,9 +31,16 @@ func Redact(s string, tokens ...string) string {
 	return jwtPattern.ReplaceAllStringFunc(s, RedactedToken)
 }
 
+// maxDiffBytes bounds what is diffed. A CNI config is a few KiB; a file far
+// larger is not one, and diffing it (quadratic at worst) would stall the loop.
+const maxDiffBytes = 64 << 10
+
 // UnifiedDiff is a diff from the file on disk to the desired file, tokens
 // redacted on both sides.
 func UnifiedDiff(onDisk, desired []byte, tokens ...string) string {
+	if len(onDisk) > maxDiffBytes || len(desired) > maxDiffBytes {
+		return fmt.Sprintf("--- on disk\n+++ desired\n(not diffed: %d bytes on disk, %d desired)\n", len(onDisk), len(desired))
+	}
 	a, b := Redact(string(onDisk), tokens...), Redact(string(desired), tokens...)
 	if a == b {
 		return ""
