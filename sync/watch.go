@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 
@@ -39,6 +40,14 @@ func watchDirs(ctx context.Context, dirs []string, relevant func(path string) bo
 				if !ok {
 					return
 				}
+				if slices.Contains(dirs, ev.Name) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+					// The directory itself went away, and its watch with it.
+					// The reconcile recreates it on its next write.
+					logger.Warn("watched directory removed; watching again once it is back", "dir", ev.Name)
+					go rewatch(ctx, w, ev.Name, trigger)
+					trigger("directory removed")
+					continue
+				}
 				if relevant(ev.Name) {
 					logger.Debug("file event", "path", ev.Name, "op", ev.Op.String())
 					trigger("file " + filepath.Base(ev.Name))
@@ -53,6 +62,24 @@ func watchDirs(ctx context.Context, dirs []string, relevant func(path string) bo
 		}
 	}()
 	return nil
+}
+
+// rewatch adds the watch on dir again once dir exists, and triggers a
+// reconcile for whatever happened in between.
+func rewatch(ctx context.Context, w *fsnotify.Watcher, dir string, trigger func(why string)) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if w.Add(dir) == nil {
+				trigger("directory back")
+				return
+			}
+		}
+	}
 }
 
 // cniDirFilter passes events on the files the agent manages and on any file a

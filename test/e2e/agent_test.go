@@ -216,3 +216,24 @@ func TestAgentNotReadyUntilAGoodReconcile(t *testing.T) {
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
 	e.eventually(10*time.Second, "ready", func() error { return a.probe("/readyz") })
 }
+
+// TestAgentSurvivesTheDirectoryBeingRemoved: the CNI directory removed
+// altogether is recreated with its files, and the watch is back: a later
+// hand edit is still seen.
+func TestAgentSurvivesTheDirectoryBeingRemoved(t *testing.T) {
+	e := newEnv(t, "calico-config-v3.32.yaml")
+	e.startAgent()
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	must(t, os.RemoveAll(e.net))
+	e.waitFile(e.net, "10-calico.conflist", "recreated", func(s string) bool { return strings.Contains(s, `"mtu": 0,`) })
+	e.waitFile(e.net, "calico-kubeconfig", "recreated", func(s string) bool { return strings.Contains(s, "calico-context") })
+	path := filepath.Join(e.net, "10-calico.conflist")
+	e.eventually(10*time.Second, "a hand edit seen after the directory came back", func() error {
+		must(t, os.WriteFile(path, []byte(strings.Replace(e.read("10-calico.conflist"), `"mtu": 0,`, `"mtu": 1234,`, 1)), 0o600))
+		c, err := e.condition(e.node)
+		if err != nil || c.Reason != "Drifted" {
+			return errorf("condition %v %v", c, err)
+		}
+		return nil
+	})
+}
