@@ -12,12 +12,7 @@ import (
 // half way through truncate-then-write) is left alone until it settles.
 func TestCorruptFileSettles(t *testing.T) {
 	dir := t.TempDir()
-	in := goldenInputs(fixtureData(t, "calico-config-v3.32.yaml"), clusterEnv)
-	in.NetDir = dir
-	want, err := BuildDesired(in, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := desiredIn(t, dir, "calico-config-v3.32.yaml")
 	path := filepath.Join(dir, DefaultConfListName)
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -45,12 +40,7 @@ func TestCorruptFileSettles(t *testing.T) {
 // classified and replaced without a diff that could stall the loop.
 func TestHugeFileIsNotDiffed(t *testing.T) {
 	dir := t.TempDir()
-	in := goldenInputs(fixtureData(t, "calico-config-v3.32.yaml"), clusterEnv)
-	in.NetDir = dir
-	want, err := BuildDesired(in, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := desiredIn(t, dir, "calico-config-v3.32.yaml")
 	huge := make([]byte, 8<<20)
 	for i := range huge {
 		huge[i] = byte('a' + i%26)
@@ -66,4 +56,16 @@ func TestHugeFileIsNotDiffed(t *testing.T) {
 	if st[0].State != Corrupt || !strings.Contains(st[0].Diff, "not diffed") {
 		t.Fatalf("huge file: %s %q", st[0].State, st[0].Diff)
 	}
+}
+
+// desiredIn builds the desired files of a fixture for a node directory.
+func desiredIn(t *testing.T, dir, fixture string) *Desired {
+	t.Helper()
+	in := goldenInputs(fixtureData(t, fixture), clusterEnv)
+	in.NetDir = dir
+	want, err := BuildDesired(in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
 }

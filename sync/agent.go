@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -144,17 +145,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// tick triggers a reconcile every period until ctx ends.
 func (a *Agent) tick(ctx context.Context, every time.Duration, why string) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.trigger(why)
-		}
-	}
+	wait.JitterUntilWithContext(ctx, func(context.Context) { a.trigger(why) }, every, 0, false)
 }
 
 // trigger enqueues the one key; bursts coalesce in the queue. The time of the

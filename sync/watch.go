@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 )
@@ -67,18 +68,11 @@ func watchDirs(ctx context.Context, dirs []string, relevant func(path string) bo
 // rewatch adds the watch on dir again once dir exists, and triggers a
 // reconcile for whatever happened in between.
 func rewatch(ctx context.Context, w *fsnotify.Watcher, dir string, trigger func(why string)) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if w.Add(dir) == nil {
-				trigger("directory back")
-				return
-			}
-		}
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, false, func(context.Context) (bool, error) {
+		return w.Add(dir) == nil, nil
+	})
+	if err == nil {
+		trigger("directory back")
 	}
 }
 

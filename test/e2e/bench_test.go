@@ -68,11 +68,17 @@ func (f *fileWaiter) wait(b *testing.B, check func(string) bool) time.Time {
 	}
 }
 
-// BenchmarkConfigMapToDisk: a ConfigMap update until the file on disk has it.
-func BenchmarkConfigMapToDisk(b *testing.B) {
+// newSyncedAgentEnv is an env whose agent has reported InSync.
+func newSyncedAgentEnv(b *testing.B) *env {
 	e := newEnv(b, "calico-config-v3.32.yaml")
 	e.startAgent()
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	return e
+}
+
+// BenchmarkConfigMapToDisk: a ConfigMap update until the file on disk has it.
+func BenchmarkConfigMapToDisk(b *testing.B) {
+	e := newSyncedAgentEnv(b)
 	fw := newFileWaiter(b, e.net, "10-calico.conflist")
 	var samples []time.Duration
 	b.ResetTimer()
@@ -93,9 +99,7 @@ func BenchmarkConfigMapToDisk(b *testing.B) {
 // BenchmarkTokenSecretReplacedToDisk: from the moment the token controller
 // has populated the new Secret (seen on a watch) to the token on disk.
 func BenchmarkTokenSecretReplacedToDisk(b *testing.B) {
-	e := newEnv(b, "calico-config-v3.32.yaml")
-	e.startAgent()
-	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e := newSyncedAgentEnv(b)
 	fw := newFileWaiter(b, e.net, "calico-kubeconfig")
 	w, err := e.client.CoreV1().Secrets(e.ns).Watch(e.ctx, metav1.ListOptions{})
 	must(b, err)
@@ -131,9 +135,7 @@ func BenchmarkTokenSecretReplacedToDisk(b *testing.B) {
 // BenchmarkEditToCondition: a direct edit (by rename) until the Node
 // condition says Drifted, and the undo until it says InSync.
 func BenchmarkEditToCondition(b *testing.B) {
-	e := newEnv(b, "calico-config-v3.32.yaml")
-	e.startAgent()
-	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e := newSyncedAgentEnv(b)
 	path := filepath.Join(e.net, "10-calico.conflist")
 	orig := e.read("10-calico.conflist")
 	w, err := e.client.CoreV1().Nodes().Watch(e.ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", e.node).String()})
