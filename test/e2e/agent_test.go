@@ -224,7 +224,11 @@ func TestAgentSurvivesTheDirectoryBeingRemoved(t *testing.T) {
 	e := newEnv(t, "calico-config-v3.32.yaml")
 	e.startAgent()
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
-	must(t, os.RemoveAll(e.net))
+	// Moved away, then removed: the agent may put files back while a plain
+	// rm -rf is still emptying the directory, and then rmdir fails.
+	gone := e.net + ".removed"
+	must(t, os.Rename(e.net, gone))
+	must(t, os.RemoveAll(gone))
 	e.waitFile(e.net, "10-calico.conflist", "recreated", func(s string) bool { return strings.Contains(s, `"mtu": 0,`) })
 	e.waitFile(e.net, "calico-kubeconfig", "recreated", func(s string) bool { return strings.Contains(s, "calico-context") })
 	path := filepath.Join(e.net, "10-calico.conflist")
