@@ -17,8 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -70,25 +71,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "calico-cni-sync"})
 	defer a.queue.ShutDown()
 
-	var synced []cache.InformerSynced
-	var factories []informers.SharedInformerFactory
+	// Each informer is made on its own rather than through a
+	// SharedInformerFactory: the factory links in informers and listers for
+	// every API group, which the agent, resident on every node, would carry.
+	var infs []cache.SharedIndexInformer
 	if a.ConfigMapOverride != nil {
 		a.Reconciler.ConfigMap = a.ConfigMapOverride
 	} else {
-		f, s, err := a.configMapInformer()
+		inf, err := a.configMapInformer()
 		if err != nil {
 			return err
 		}
-		factories, synced = append(factories, f), append(synced, s)
+		infs = append(infs, inf)
 	}
 	dirs := []string{a.Reconciler.Dir.NetDir}
 	switch a.TokenSource {
 	case SourceSecret:
-		f, s, err := a.secretInformer()
+		inf, err := a.secretInformer()
 		if err != nil {
 			return err
 		}
-		factories, synced = append(factories, f), append(synced, s)
+		infs = append(infs, inf)
 	case SourceFile:
 		dirs = append(dirs, filepath.Dir(a.TokenFile))
 	}
@@ -113,13 +116,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := watchDirs(ctx, dirs, relevant, a.trigger, a.Logger); err != nil {
 		return err
 	}
-	for _, f := range factories {
-		f.Start(ctx.Done())
+	infCtx, stopInformers := context.WithCancel(ctx)
+	var infWG gosync.WaitGroup
+	synced := make([]cache.InformerSynced, 0, len(infs))
+	for _, inf := range infs {
+		infWG.Go(func() { inf.RunWithContext(infCtx) })
+		synced = append(synced, inf.HasSynced)
 	}
 	defer func() {
-		for _, f := range factories {
-			f.Shutdown()
-		}
+		stopInformers()
+		infWG.Wait()
 	}()
 	a.Logger.Info("waiting for informer caches")
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -179,16 +185,15 @@ type metaObject interface{ GetResourceVersion() string }
 
 // configMapInformer caches the one ConfigMap, by a metadata.name field
 // selector, so a node watches one object rather than a namespace.
-func (a *Agent) configMapInformer() (informers.SharedInformerFactory, cache.InformerSynced, error) {
-	f := informers.NewSharedInformerFactoryWithOptions(a.Client, 0, informers.WithNamespace(a.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+func (a *Agent) configMapInformer() (cache.SharedIndexInformer, error) {
+	inf := coreinformers.NewFilteredConfigMapInformer(a.Client, a.Namespace, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.ConfigMap).String()
-		}))
-	inf := f.Core().V1().ConfigMaps()
-	if _, err := inf.Informer().AddEventHandler(a.handler("ConfigMap")); err != nil {
-		return nil, nil, fmt.Errorf("watch ConfigMap: %w", err)
+		})
+	if _, err := inf.AddEventHandler(a.handler("ConfigMap")); err != nil {
+		return nil, fmt.Errorf("watch ConfigMap: %w", err)
 	}
-	lister := inf.Lister()
+	lister := corelisters.NewConfigMapLister(inf.GetIndexer())
 	a.Reconciler.ConfigMap = func(context.Context) (*corev1.ConfigMap, error) {
 		cm, err := lister.ConfigMaps(a.Namespace).Get(a.ConfigMap)
 		if apierrors.IsNotFound(err) {
@@ -196,18 +201,17 @@ func (a *Agent) configMapInformer() (informers.SharedInformerFactory, cache.Info
 		}
 		return cm, err
 	}
-	return f, inf.Informer().HasSynced, nil
+	return inf, nil
 }
 
 // secretInformer caches only token Secrets (or the pinned one) in the namespace.
-func (a *Agent) secretInformer() (informers.SharedInformerFactory, cache.InformerSynced, error) {
+func (a *Agent) secretInformer() (cache.SharedIndexInformer, error) {
 	sel := TokenSecretSelector
 	if a.TokenSecret != "" {
 		sel = fields.OneTermEqualSelector("metadata.name", a.TokenSecret).String()
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(a.Client, 0, informers.WithNamespace(a.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = sel }))
-	inf := f.Core().V1().Secrets()
+	inf := coreinformers.NewFilteredSecretInformer(a.Client, a.Namespace, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.FieldSelector = sel })
 	h := a.handler("token Secret")
 	filtered := cache.FilteringResourceEventHandler{
 		FilterFunc: func(obj any) bool {
@@ -219,10 +223,10 @@ func (a *Agent) secretInformer() (informers.SharedInformerFactory, cache.Informe
 		},
 		Handler: h,
 	}
-	if _, err := inf.Informer().AddEventHandler(filtered); err != nil {
-		return nil, nil, fmt.Errorf("watch token Secrets: %w", err)
+	if _, err := inf.AddEventHandler(filtered); err != nil {
+		return nil, fmt.Errorf("watch token Secrets: %w", err)
 	}
-	lister := inf.Lister()
+	lister := corelisters.NewSecretLister(inf.GetIndexer())
 	a.Reconciler.Token = TokenSourceFunc(func(context.Context) (Token, error) {
 		if a.TokenSecret != "" {
 			s, err := lister.Secrets(a.Namespace).Get(a.TokenSecret)
@@ -244,7 +248,7 @@ func (a *Agent) secretInformer() (informers.SharedInformerFactory, cache.Informe
 		}
 		return TokenFromSecret(s)
 	})
-	return f, inf.Informer().HasSynced, nil
+	return inf, nil
 }
 
 func (a *Agent) processNext(ctx context.Context) bool {
