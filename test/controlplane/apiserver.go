@@ -40,10 +40,13 @@ func (c *ControlPlane) StopAPIServer() error {
 
 // StartAPIServer starts the API server again on the same port with the same
 // serving certificate, so existing clients reconnect to the same address.
+// kube-controller-manager is restarted with it and probed, so the control
+// plane is whole when StartAPIServer returns: left alone, its informers would
+// wait out client-go's reflector backoff, up to a minute after a long outage,
+// before token Secrets were populated again.
 // With rotateSigningKey it first generates a new service-account signing key:
 // the API server then only trusts the new key (tokens signed with the old one
-// are rejected) and kube-controller-manager is restarted with the new private
-// key so that new token Secrets are signed with it.
+// are rejected) and kube-controller-manager signs new token Secrets with it.
 func (c *ControlPlane) StartAPIServer(ctx context.Context, rotateSigningKey bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -54,12 +57,12 @@ func (c *ControlPlane) StartAPIServer(ctx context.Context, rotateSigningKey bool
 		return errors.New("start kube-apiserver: already running")
 	}
 	begin := time.Now()
+	// Stopped before the API server is back, so that the old controller
+	// manager never signs anything with an old key.
+	if err := c.kcm.kill(); err != nil {
+		return fmt.Errorf("stop kube-controller-manager: %w", err)
+	}
 	if rotateSigningKey {
-		// The old controller manager must not sign anything with the old key
-		// once the API server comes back.
-		if err := c.kcm.kill(); err != nil {
-			return fmt.Errorf("stop kube-controller-manager: %w", err)
-		}
 		keys, err := newSAKeys(c.dir, c.keys.generation+1)
 		if err != nil {
 			return err
@@ -76,10 +79,10 @@ func (c *ControlPlane) StartAPIServer(ctx context.Context, rotateSigningKey bool
 		return fmt.Errorf("start kube-apiserver: %w%s", err, logTail(c.apiLog))
 	}
 	c.logf("controlplane: kube-apiserver ready on %s after %v", c.host, time.Since(begin).Round(time.Millisecond))
+	if err := c.startKCM(ctx); err != nil {
+		return err
+	}
 	if rotateSigningKey {
-		if err := c.startKCM(ctx); err != nil {
-			return err
-		}
 		c.logf("controlplane: signing key rotated to generation %d in %v", c.keys.generation, time.Since(begin).Round(time.Millisecond))
 	}
 	return nil

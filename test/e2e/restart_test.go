@@ -68,8 +68,11 @@ func TestTokenRequestHealsItself(t *testing.T) {
 }
 
 // TestAPIServerOutage: with the API server down for 30 s the file is left
-// untouched and the agent stays alive; soon after it is back, a ConfigMap
-// change reaches the file.
+// untouched and the agent stays alive; once it is back, a ConfigMap change
+// reaches the file. "Once" is client-go's reflector backoff: after 30 s of
+// failures the next list may be up to a minute away (30 s cap, full jitter),
+// which spreads a cluster's nodes over that minute rather than have them all
+// relist the moment the API server returns.
 func TestAPIServerOutage(t *testing.T) {
 	e := newEnv(t, "calico-config-v3.32.yaml")
 	a := e.startAgent()
@@ -100,7 +103,12 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	must(t, cp.StartAPIServer(e.ctx, false))
 	e.editConfigMap("veth_mtu", "0", "1400")
-	e.waitFile(e.net, "10-calico.conflist", "ConfigMap change after the outage", func(s string) bool { return strings.Contains(s, `"mtu": 1400,`) })
+	e.eventually(90*time.Second, "ConfigMap change after the outage", func() error {
+		if !strings.Contains(e.read("10-calico.conflist"), `"mtu": 1400,`) {
+			return errorf("not yet")
+		}
+		return nil
+	})
 }
 
 // TestTokenFileFollowsProjectedSwap: file mode follows kubelet's atomic
