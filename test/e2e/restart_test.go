@@ -70,7 +70,7 @@ func TestTokenRequestHealsItself(t *testing.T) {
 // TestAPIServerOutage: with the API server down for 30 s the file is left
 // untouched and the agent stays alive; once it is back, a ConfigMap change
 // reaches the file. "Once" is client-go's reflector backoff: after 30 s of
-// failures the next list may be up to a minute away (30 s cap, full jitter),
+// failures the next list may be up to a minute away (30 s cap, jitter 1.0),
 // which spreads a cluster's nodes over that minute rather than have them all
 // relist the moment the API server returns.
 func TestAPIServerOutage(t *testing.T) {
