@@ -183,10 +183,16 @@ func (a *Agent) handler(kind string) cache.ResourceEventHandler {
 
 type metaObject interface{ GetResourceVersion() string }
 
+// namespaceIndex is the index a lister's namespaced List and Get use, as a
+// SharedInformerFactory would set it up; without it they warn and scan.
+func namespaceIndex() cache.Indexers {
+	return cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+}
+
 // configMapInformer caches the one ConfigMap, by a metadata.name field
 // selector, so a node watches one object rather than a namespace.
 func (a *Agent) configMapInformer() (cache.SharedIndexInformer, error) {
-	inf := coreinformers.NewFilteredConfigMapInformer(a.Client, a.Namespace, 0, cache.Indexers{},
+	inf := coreinformers.NewFilteredConfigMapInformer(a.Client, a.Namespace, 0, namespaceIndex(),
 		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.ConfigMap).String()
 		})
@@ -210,7 +216,7 @@ func (a *Agent) secretInformer() (cache.SharedIndexInformer, error) {
 	if a.TokenSecret != "" {
 		sel = fields.OneTermEqualSelector("metadata.name", a.TokenSecret).String()
 	}
-	inf := coreinformers.NewFilteredSecretInformer(a.Client, a.Namespace, 0, cache.Indexers{},
+	inf := coreinformers.NewFilteredSecretInformer(a.Client, a.Namespace, 0, namespaceIndex(),
 		func(o *metav1.ListOptions) { o.FieldSelector = sel })
 	h := a.handler("token Secret")
 	filtered := cache.FilteringResourceEventHandler{

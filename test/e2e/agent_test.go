@@ -36,6 +36,12 @@ func TestAgentFollowsConfigMapAndToken(t *testing.T) {
 	if a.metric("calico_cni_sync_writes_total", `reason="StaleToken"`) < 3 {
 		t.Error("token rotations not counted")
 	}
+	// Nothing on this path deserves a warning, client-go's included.
+	for line := range strings.Lines(a.output()) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "Warning") {
+			t.Errorf("warning logged on the happy path: %s", line)
+		}
+	}
 }
 
 // TestAgentReportPolicy: direct edits by rename (sed -i), by truncate and
