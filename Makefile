@@ -66,7 +66,7 @@ fuzz:
 
 demo: build control-plane
 	@echo ">> running the demo (Ctrl-C tears everything down)"
-	$(GO) run ./test/demo --binary bin/calico-cni-sync --fixture ../shared/fixtures/calico-config-v2.6-etcd.yaml
+	$(GO) run ./test/demo --binary bin/calico-cni-sync --fixture test/testdata/fixtures/calico-config-v2.6-etcd.yaml
 
 # Benchmarks against the local control plane; figures go to docs/BENCHMARKS.md.
 bench: control-plane

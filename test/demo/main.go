@@ -32,7 +32,7 @@ func main() { os.Exit(demo()) }
 
 func demo() int {
 	binary := flag.String("binary", "bin/calico-cni-sync", "the calico-cni-sync binary")
-	fixture := flag.String("fixture", "../shared/fixtures/calico-config-v2.6-etcd.yaml", "the calico-config to apply")
+	fixture := flag.String("fixture", "test/testdata/fixtures/calico-config-v2.6-etcd.yaml", "the calico-config to apply")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

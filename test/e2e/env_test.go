@@ -113,9 +113,9 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// fixturePath is a shared fixture ConfigMap.
+// fixturePath is a fixture ConfigMap in test/testdata/fixtures.
 func fixturePath(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "fixtures", name)
+	return filepath.Join("..", "testdata", "fixtures", name)
 }
 
 // applyFixture creates or replaces calico-config from a fixture.
