@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,14 +175,6 @@ func parseConf(data []byte, fields []TokenField) (snapshot, error) {
 	return snap, nil
 }
 
-func parseKubeconfigSnapshot(data []byte, _ []TokenField) (snapshot, error) {
-	k, err := ParseKubeconfig(data)
-	if err != nil {
-		return snapshot{}, err
-	}
-	return snapshot{meaning: normalize(k.meaning()), tokens: []string{k.Token}}, nil
-}
-
 // normalize round-trips a value through JSON so that documents built in
 // memory and documents read from records compare equal.
 func normalize(v any) any {
@@ -251,6 +244,22 @@ type judgement struct {
 	changed    []string
 	tokenStale bool
 	reason     string
+	// modeWrong: the file holds a token and is open to more than the
+	// agent's user. It is reported as Drifted (path "mode") above the
+	// content's own state, and put right under either policy.
+	modeWrong bool
+}
+
+// reported is the state shown for the file: the first that applies.
+func (j judgement) reported() (State, []string) {
+	if !j.modeWrong {
+		return j.state, j.changed
+	}
+	changed := append(slices.Clone(j.changed), "mode")
+	if j.state.Severity() < Drifted.Severity() {
+		return j.state, changed
+	}
+	return Drifted, changed
 }
 
 // classify compares a file on disk with the desired file and the record of
@@ -274,7 +283,7 @@ func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
 	changed := ChangedPaths(gotMeaning, normalize(wantSnap.meaning))
 	switch {
 	case len(changed) == 0 && stale:
-		return judgement{state: StaleToken, tokenStale: true}
+		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths()}
 	case len(changed) == 0:
 		return judgement{state: InSync}
 	case rec.matches(disk, want.parse):

@@ -37,11 +37,27 @@ func (f *File) HoldsToken() bool {
 	return f.token != "" && (f.Kind == KindKubeconfig || len(f.tokenFields) > 0)
 }
 
+// tokenPaths are the paths that hold the token, which a StaleToken file
+// reports as changed.
+func (f *File) tokenPaths() []string {
+	if f.Kind == KindKubeconfig {
+		return []string{"users.0.user.token"}
+	}
+	out := make([]string, 0, len(f.tokenFields))
+	for _, tf := range f.tokenFields {
+		out = append(out, tf.Path)
+	}
+	return out
+}
+
 // Desired is the set of files the inputs call for.
 type Desired struct {
 	Files []*File
 	// Token is kept to redact it from anything shown.
 	Token string
+	// Facts are the values rendered from the node's own environment rather
+	// than from the cluster, kept in the record of each write.
+	Facts map[string]string
 }
 
 // Conf is the CNI config among the desired files.
@@ -74,7 +90,7 @@ func BuildDesired(in *Inputs, confName string) (*Desired, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Desired{Token: in.Token, Files: []*File{{
+	d := &Desired{Token: in.Token, Facts: in.facts(), Files: []*File{{
 		Name: name, Kind: KindConf, Content: conf, Mode: FileMode,
 		token: in.Token, tokenFields: fields, parse: parseConf,
 	}}}

@@ -21,5 +21,33 @@
 //     the ConfigMap, not a report-policy merge: after the token inside a hand
 //     edit is replaced, the edit still differs from the record and stays
 //     Drifted, so a later ConfigMap change never overwrites it.
-//   - Backups are kept per managed file name: the newest 20 of each.
+//   - Backups are kept per managed file name: the newest 20 of each. A hand
+//     edit is backed up when first seen (an edit that persists is not
+//     copied again on every pass), and the backup a run makes is never
+//     pruned by that run, whatever the clock says.
+//   - The record is versioned (RecordVersion) and kept per CNI directory,
+//     so a trial in a scratch directory never reads or changes the node's.
+//     A write is recorded before the file is renamed into place (Pending)
+//     and confirmed after (Written); a file equal to either is the agent's.
+//     Version 1 records (flat in the state directory, one per file name)
+//     are adopted by the first run after an upgrade and then replaced.
+//   - A Sync takes an flock in the state directory, so a --once and the
+//     agent never interleave; under it, temporary files left by killed
+//     writers are removed. The lock also proves the state directory
+//     writable before anything is written, and every backup and intended
+//     record is made before the first file changes.
+//   - Whatever is at a managed path is looked at with Lstat and read with
+//     O_NOFOLLOW|O_NONBLOCK and a 1 MiB cap: a symlink, FIFO, device or
+//     oversized file is Corrupt (replaced; the backup says what it was), a
+//     directory is Error (left alone). A modification time in the future is
+//     not waited on.
+//   - A file holding a token must be mode 0600 and owned by the agent's user;
+//     otherwise it is Drifted (path "mode") and closed again under either
+//     policy.
+//   - A value still holding a placeholder Calico's manifests leave for the
+//     operator ("<ETCD_IP>:<ETCD_PORT>") is refused: calico-node could not
+//     use it either. An unquoted placeholder whose value is no JSON value
+//     (CNI_MTU=auto) is named in the error.
+//   - Environment variables are looked up as install-cni does: set to the
+//     empty string is the empty string; only unset takes the default.
 package cniconf

@@ -38,10 +38,11 @@ func FuzzClassify(f *testing.F) {
 		f.Fatal(err)
 	}
 	conf := want.Conf()
-	rec, err := newRecord(conf, fixedTime(0))
+	snap, err := snapshotOf(conf, fixedTime(0))
 	if err != nil {
 		f.Fatal(err)
 	}
+	rec := &Record{Written: snap}
 	f.Add(conf.Content, true)
 	f.Add([]byte(`{"name":"k","plugins":[{"type":"calico","policy":{"k8s_auth_token":"Bearer old"}}]}`), false)
 	f.Add([]byte(`{"name": "k", "plugins": [1, 2]}`), true)

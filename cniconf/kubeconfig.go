@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -46,12 +48,27 @@ func (k Kubeconfig) Bytes() []byte {
 	if k.Insecure {
 		tls = "insecure-skip-tls-verify: true"
 	}
-	return fmt.Appendf(nil, kubeconfigTemplate, k.Server, tls, k.Token)
+	return fmt.Appendf(nil, kubeconfigTemplate, k.Server, tls, yamlScalar(k.Token))
 }
 
-// meaning is the token-free part of the kubeconfig, as a document whose
-// paths name the fields that differ.
-func (k Kubeconfig) meaning() map[string]any {
+// jwtShape is a token that YAML reads back unchanged without quotes, as
+// install-cni and calico-node write it: every token Kubernetes issues is a
+// JWT. Anything else (a token pasted by hand, with a "#" or ": " in it, or
+// one YAML would read as a number) is quoted so it cannot change the YAML.
+var jwtShape = regexp.MustCompile(`^[A-Za-z0-9_-]*[A-Za-z][A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
+
+func yamlScalar(s string) string {
+	if jwtShape.MatchString(s) {
+		return s
+	}
+	// checkValue has refused quotes, backslashes and control characters,
+	// so a JSON string is a valid YAML double-quoted scalar of s.
+	return strconv.Quote(s)
+}
+
+// legacyMeaning is what version 1 records held of a kubeconfig: the
+// cluster's server and how it is trusted.
+func (k Kubeconfig) legacyMeaning() map[string]any {
 	cluster := map[string]any{"server": k.Server}
 	if k.Insecure {
 		cluster["insecure-skip-tls-verify"] = true
@@ -89,12 +106,18 @@ type kubeconfigFile struct {
 // ParseKubeconfig reads the cluster and user the current context names (or
 // the first of each when there is no context).
 func ParseKubeconfig(data []byte) (Kubeconfig, error) {
+	k, _, err := parseKubeconfig(data)
+	return k, err
+}
+
+// parseKubeconfig also returns the index of the user whose token it read.
+func parseKubeconfig(data []byte) (Kubeconfig, int, error) {
 	var f kubeconfigFile
 	if err := yaml.Unmarshal(data, &f); err != nil {
-		return Kubeconfig{}, fmt.Errorf("parse kubeconfig: %w", err)
+		return Kubeconfig{}, 0, fmt.Errorf("parse kubeconfig: %w", err)
 	}
 	if len(f.Clusters) == 0 || len(f.Users) == 0 {
-		return Kubeconfig{}, errors.New("parse kubeconfig: no cluster or no user")
+		return Kubeconfig{}, 0, errors.New("parse kubeconfig: no cluster or no user")
 	}
 	ci, ui := 0, 0
 	for _, c := range f.Contexts {
@@ -117,11 +140,36 @@ func ParseKubeconfig(data []byte) (Kubeconfig, error) {
 	if cl.CAData != "" {
 		ca, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cl.CAData))
 		if err != nil {
-			return Kubeconfig{}, fmt.Errorf("parse kubeconfig: certificate-authority-data: %w", err)
+			return Kubeconfig{}, 0, fmt.Errorf("parse kubeconfig: certificate-authority-data: %w", err)
 		}
 		k.CAData = ca
 	}
-	return k, nil
+	return k, ui, nil
+}
+
+// parseKubeconfigSnapshot reads what a kubeconfig means: the whole document,
+// every field of it, with the token of the user in use masked. Layout,
+// quoting and comments are no difference (install-cni and calico-node write
+// the same meaning in two layouts); a hand edit of any field is.
+func parseKubeconfigSnapshot(data []byte, _ []TokenField) (snapshot, error) {
+	k, ui, err := parseKubeconfig(data)
+	if err != nil {
+		return snapshot{}, err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return snapshot{}, fmt.Errorf("parse kubeconfig: %w", err)
+	}
+	if users, ok := doc["users"].([]any); ok && ui < len(users) {
+		if u, ok := users[ui].(map[string]any); ok {
+			if user, ok := u["user"].(map[string]any); ok {
+				if _, has := user["token"]; has {
+					user["token"] = tokenMask
+				}
+			}
+		}
+	}
+	return snapshot{meaning: normalize(doc), tokens: []string{k.Token}}, nil
 }
 
 // DesiredKubeconfig builds the calico-kubeconfig from the inputs: the API

@@ -1,11 +1,12 @@
 package cniconf
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -85,70 +86,132 @@ func (d *Dir) Check(want *Desired) []FileStatus {
 
 // Sync puts every desired file right as the state table says, and returns
 // what it found and did. With dryRun it writes nothing but says what would
-// change. An error leaves a file as it was; the other files are still synced.
+// change.
+//
+// The order makes every instant safe: the state directory is locked (a
+// --once and the agent never interleave) and cleared of temporary files that
+// killed writers left; then every backup is made and every intended write is
+// recorded before the first file changes, so a full or read-only state or
+// backup directory changes nothing; then the files are written, what they
+// refer to first (the kubeconfig before the conf); then the records are
+// completed. A process killed anywhere leaves each file equal to what its
+// record says was written or was about to be.
 func (d *Dir) Sync(want *Desired, dryRun bool) ([]FileStatus, error) {
-	var errs []error
+	if !dryRun {
+		unlock, err := d.lock()
+		if err != nil {
+			return d.failAll(want, err), err
+		}
+		defer unlock()
+		d.removeTemps(want)
+	}
+	steps := make([]*step, len(want.Files))
+	for i, f := range want.Files {
+		steps[i] = d.planFile(f, want)
+	}
+	if !dryRun {
+		if err := d.apply(want, steps); err != nil {
+			out := statuses(steps)
+			for i := range out {
+				if out[i].Message == "" {
+					out[i].Message = Redact(err.Error(), want.Token)
+				}
+			}
+			return out, err
+		}
+	}
+	return statuses(steps), nil
+}
+
+func statuses(steps []*step) []FileStatus {
+	out := make([]FileStatus, len(steps))
+	for i, s := range steps {
+		out[i] = s.status
+	}
+	return out
+}
+
+// failAll reports every file as Error with err, changing nothing.
+func (d *Dir) failAll(want *Desired, err error) []FileStatus {
+	msg := Redact(err.Error(), want.Token)
 	out := make([]FileStatus, 0, len(want.Files))
 	for _, f := range want.Files {
-		st, disk, j := d.inspect(f, want)
-		if err := d.act(&st, f, disk, j, dryRun); err != nil {
-			errs = append(errs, err)
-			st.Message = Redact(err.Error(), want.Token)
-		}
-		out = append(out, st)
+		out = append(out, FileStatus{Path: filepath.Join(d.NetDir, f.Name), State: Error, ChangedPaths: []string{}, Message: msg})
 	}
-	return out, errors.Join(errs...)
+	return out
 }
 
 // inspect reads one file and classifies it.
-func (d *Dir) inspect(f *File, want *Desired) (FileStatus, []byte, judgement) {
+func (d *Dir) inspect(f *File, want *Desired) (FileStatus, onDisk, judgement) {
 	path := filepath.Join(d.NetDir, f.Name)
-	disk, err := os.ReadFile(path)
-	exists := err == nil
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		j := judgement{state: Error, reason: fmt.Sprintf("read %s: %v", path, err)}
-		return FileStatus{Path: path, State: Error, ChangedPaths: []string{}, Message: j.reason}, nil, j
+	od, err := readManaged(path)
+	if err == nil && od.dir {
+		err = fmt.Errorf("%s is a directory, not a file: move it away (the agent never removes a directory)", path)
 	}
-	rec, err := LoadRecord(d.StateDir, f.Name)
 	if err != nil {
 		j := judgement{state: Error, reason: err.Error()}
-		return FileStatus{Path: path, State: Error, ChangedPaths: []string{}, Message: j.reason}, disk, j
+		return FileStatus{Path: path, State: Error, ChangedPaths: []string{}, Message: j.reason}, od, j
 	}
-	j := classify(disk, exists, f, rec)
-	st := FileStatus{Path: path, State: j.state, ChangedPaths: j.changed, Message: j.reason}
+	rec, err := LoadRecord(d.StateDir, d.NetDir, f.Name)
+	if err != nil {
+		j := judgement{state: Error, reason: err.Error()}
+		return FileStatus{Path: path, State: Error, ChangedPaths: []string{}, Message: j.reason}, od, j
+	}
+	var j judgement
+	if od.odd != "" {
+		j = judgement{state: Corrupt, reason: od.odd}
+	} else {
+		j = classify(od.data, od.exists, f, rec)
+		j.modeWrong = od.exists && f.HoldsToken() && !od.safeMode()
+	}
+	state, changed := j.reported()
+	st := FileStatus{Path: path, State: state, ChangedPaths: changed, Message: j.reason}
 	if st.ChangedPaths == nil {
 		st.ChangedPaths = []string{}
 	}
+	if j.modeWrong {
+		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token; it is set back to 0600", od.mode.Perm(), od.uid))
+	}
 	if j.state != InSync {
 		tokens := []string{want.Token}
-		if exists {
-			if snap, err := f.parse(disk, f.tokenFields); err == nil {
+		if od.data != nil {
+			if snap, err := f.parse(od.data, f.tokenFields); err == nil {
 				tokens = append(tokens, snap.tokens...)
 			}
 		}
-		st.Diff = UnifiedDiff(disk, f.Content, tokens...)
+		st.Diff = FileDiff(path, od.data, od.exists, f.Content, tokens...)
+		if od.odd != "" {
+			st.Diff = fmt.Sprintf("--- %s (on disk)\n+++ %s (desired)\n(not diffed: the file on disk is %s)\n", path, path, od.odd)
+		}
 	}
-	if f.Kind == KindConf && j.state == InSync {
+	if f.Kind == KindConf && state == InSync {
 		if first := d.firstConf(); first != "" && first != f.Name {
 			st.State = Shadowed
 			st.Message = fmt.Sprintf("%s sorts before %s, so the container runtime loads it instead", first, f.Name)
 		}
 	}
-	return st, disk, j
+	return st, od, j
+}
+
+func joinMessage(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // firstConf is the file a libcni-based runtime (containerd, CRI-O) loads from
 // the directory: the first by name with a CNI extension.
 // settling is how much longer a file that just changed should be left alone.
-func (d *Dir) settling(f *File) time.Duration {
-	if d.Settle <= 0 {
+//
+// A modification time in the future (a clock that jumped back, a file
+// copied with its times) says nothing about when the file last changed, so
+// it is not waited on: waiting for it could freeze the file for good.
+func (d *Dir) settling(od onDisk) time.Duration {
+	if d.Settle <= 0 || !od.exists {
 		return 0
 	}
-	fi, err := os.Lstat(filepath.Join(d.NetDir, f.Name))
-	if err != nil {
-		return 0
-	}
-	if age := d.now().Sub(fi.ModTime()); age < d.Settle {
+	if age := d.now().Sub(od.mtime); age >= 0 && age < d.Settle {
 		return d.Settle - age
 	}
 	return 0
@@ -163,83 +226,201 @@ func (d *Dir) firstConf() string {
 	return filepath.Base(files[0])
 }
 
-// act carries out the state table's action for one file.
-func (d *Dir) act(st *FileStatus, f *File, disk []byte, j judgement, dryRun bool) error {
-	var write []byte
-	var backup, record bool
-	action := ActionWritten
+// step is what Sync will do to one file.
+type step struct {
+	status FileStatus
+	file   *File
+	disk   []byte
+	// backupData is what a backup keeps: the file, or for something that
+	// is not a readable regular file, what it was.
+	backupData []byte
+	// chmod closes a token-bearing file that is not rewritten.
+	chmod bool
+	// write is the content to put in place (nil: none); backup says the
+	// file on disk is copied away first; record says write (or, with write
+	// nil, the file as it is) is the agent's own content from now on.
+	write          []byte
+	backup, record bool
+	action         Action
+	prev           *Record
+}
+
+// planFile inspects one file and decides what to do with it.
+func (d *Dir) planFile(f *File, want *Desired) *step {
+	st, od, j := d.inspect(f, want)
+	return d.plan(st, f, od, j)
+}
+
+// plan decides the state table's action for one file.
+func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
+	disk := od.data
+	s := &step{status: st, file: f, disk: disk, backupData: disk, action: ActionWritten}
+	if od.odd != "" {
+		s.backupData = fmt.Appendf(nil, "# %s was %s\n", st.Path, od.odd)
+	}
+	defer func() { s.chmod = j.modeWrong && s.write == nil }()
 	switch j.state {
 	case Missing, Outdated:
-		write, record = f.Content, true
+		s.write, s.record = f.Content, true
 	case StaleToken:
-		write, record, action = f.Content, true, ActionRotated
+		s.write, s.record, s.action = f.Content, true, ActionRotated
 	case Corrupt:
-		if wait := d.settling(f); wait > 0 {
-			st.SettleFor = wait
-			st.Message = "changed moments ago; waiting for the writer to finish"
-			return nil
+		if wait := d.settling(od); wait > 0 {
+			s.status.SettleFor = wait
+			s.status.Message = "changed moments ago; waiting for the writer to finish"
+			return s
 		}
-		write, backup, record = f.Content, true, true
+		s.write, s.backup, s.record = f.Content, true, true
 	case Drifted:
+		// A hand edit is backed up when first seen, under either policy:
+		// another writer (calico-node) may replace it later.
+		s.backup = true
 		if d.Policy == PolicyEnforce {
-			write, backup, record, action = f.Content, true, true, ActionRestored
+			s.write, s.record, s.action = f.Content, true, ActionRestored
 		} else if j.tokenStale {
-			action = ActionRotated
+			s.action = ActionRotated
 			merged, ok := mergeToken(disk, f)
 			if !ok {
-				st.Message = "the edited file's token could not be replaced without touching the edit; the file is left as it is"
-				return nil
+				s.status.Message = "the edited file's token could not be replaced without touching the edit; the file is left as it is"
+				return s
 			}
-			write = merged
+			s.write = merged
 		}
 	case InSync:
-		record = true
+		s.record = true
 	}
-	if write != nil {
-		st.WouldChange = true
-	}
-	if dryRun {
-		return nil
-	}
-	path := filepath.Join(d.NetDir, f.Name)
-	if write != nil {
-		// A node whose CNI directory is gone altogether is repaired too.
-		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", d.NetDir, err)
+	s.status.WouldChange = s.write != nil || j.modeWrong
+	return s
+}
+
+// apply carries out the planned steps in the order Sync describes.
+func (d *Dir) apply(want *Desired, steps []*step) error {
+	now := d.now()
+	for _, s := range steps {
+		if s.backup && s.backupData != nil {
+			b, err := Backup(d.BackupDir, s.file.Name, s.backupData, now, d.BackupsKept)
+			if err != nil {
+				return fmt.Errorf("%w; nothing was written", err)
+			}
+			s.status.Backup = b
 		}
 	}
-	if backup && disk != nil {
-		b, err := Backup(d.BackupDir, f.Name, disk, d.now(), d.BackupsKept)
-		if err != nil {
-			return err
+	for _, s := range steps {
+		if !s.record {
+			continue
 		}
-		st.Backup = b
-	}
-	if write != nil {
-		written, err := WriteAtomic(path, write, f.Mode)
-		if err != nil {
-			return err
-		}
-		if written {
-			st.Action = action
+		if err := d.recordIntent(want, s, now); err != nil {
+			return fmt.Errorf("%w; nothing was written", err)
 		}
 	}
-	if record {
-		return d.remember(f)
+	if err := d.writeFiles(steps); err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s.chmod {
+			if err := restoreMode(s.status.Path); err != nil {
+				return err
+			}
+		}
+	}
+	for _, s := range steps {
+		if s.record && s.write != nil {
+			// A failure here is harmless: the pending record matches
+			// the file, which is still recognised as the agent's.
+			if err := d.completeRecord(s); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// remember saves the record for f unless it already says the same.
-func (d *Dir) remember(f *File) error {
-	rec, err := newRecord(f, d.now())
+// writeFiles writes the files that need it, what they refer to first. When
+// one fails, the error names the files already changed.
+func (d *Dir) writeFiles(steps []*step) error {
+	var changed []string
+	for _, s := range writeOrder(steps) {
+		if s.write == nil {
+			continue
+		}
+		// A node whose CNI directory is gone altogether is repaired too.
+		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
+			return writeFailed(fmt.Errorf("create %s: %w", d.NetDir, err), changed)
+		}
+		written, err := WriteAtomic(s.status.Path, s.write, s.file.Mode)
+		if err != nil {
+			return writeFailed(err, changed)
+		}
+		if written {
+			s.status.Action = s.action
+			changed = append(changed, s.status.Path)
+		}
+	}
+	return nil
+}
+
+func writeFailed(err error, changed []string) error {
+	if len(changed) == 0 {
+		return fmt.Errorf("%w; nothing was written", err)
+	}
+	return fmt.Errorf("%w; already written: %s", err, strings.Join(changed, ", "))
+}
+
+// writeOrder puts the kubeconfig before the conf that points at it, so a
+// runtime never loads a conf whose kubeconfig is not yet in place.
+func writeOrder(steps []*step) []*step {
+	out := make([]*step, 0, len(steps))
+	for _, kind := range []Kind{KindKubeconfig, KindConf} {
+		for _, s := range steps {
+			if s.file.Kind == kind {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// recordIntent saves, before the file changes, that s.write is about to be
+// in place. What the file holds now stays recorded as written when it is
+// the agent's own (a pending write of a killed run that did reach the disk
+// is confirmed here). A file recorded as it is (InSync) is simply written
+// down.
+func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
+	snap, err := snapshotOf(s.file, now)
 	if err != nil {
 		return err
 	}
-	old, err := LoadRecord(d.StateDir, f.Name)
-	if err == nil && old.sameAs(rec) {
+	old, err := LoadRecord(d.StateDir, d.NetDir, s.file.Name)
+	if err != nil {
+		return err
+	}
+	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts}
+	if old != nil {
+		rec.Written = old.Written
+		if old.Pending.matches(s.disk, s.file.parse) && !old.Written.matches(s.disk, s.file.parse) {
+			rec.Written = old.Pending
+		}
+	}
+	if s.write == nil {
+		rec.Written = snap
+		if old != nil && old.Pending == nil && old.Written.same(snap) && maps.Equal(old.Facts, want.Facts) {
+			s.record = false
+			return nil // nothing new to say
+		}
+	} else {
+		rec.Pending = snap
+	}
+	s.prev = rec
+	return saveRecord(d.StateDir, rec)
+}
+
+// completeRecord marks the pending write of s as done.
+func (d *Dir) completeRecord(s *step) error {
+	rec := s.prev
+	if rec == nil || rec.Pending == nil {
 		return nil
 	}
+	rec.Written, rec.Pending = rec.Pending, nil
 	return saveRecord(d.StateDir, rec)
 }
 

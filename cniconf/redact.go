@@ -38,19 +38,56 @@ const maxDiffBytes = 64 << 10
 // UnifiedDiff is a diff from the file on disk to the desired file, tokens
 // redacted on both sides.
 func UnifiedDiff(onDisk, desired []byte, tokens ...string) string {
+	return diff("on disk", "desired", onDisk, desired, tokens)
+}
+
+// FileDiff is UnifiedDiff for a file at path, named in the headers as diff
+// -u names files, with /dev/null for a file that does not exist. A
+// kubeconfig's CA is shown as a digest: 1.6 kB of base64 tells a reader
+// nothing but whether it changed.
+func FileDiff(path string, onDisk []byte, exists bool, desired []byte, tokens ...string) string {
+	from := path + " (on disk)"
+	if !exists {
+		from = "/dev/null"
+	}
+	return diff(from, path+" (desired)", redactCA(onDisk), redactCA(desired), tokens)
+}
+
+func diff(from, to string, onDisk, desired []byte, tokens []string) string {
 	if len(onDisk) > maxDiffBytes || len(desired) > maxDiffBytes {
-		return fmt.Sprintf("--- on disk\n+++ desired\n(not diffed: %d bytes on disk, %d desired)\n", len(onDisk), len(desired))
+		return fmt.Sprintf("--- %s\n+++ %s\n(not diffed: %d bytes on disk, %d desired)\n", from, to, len(onDisk), len(desired))
 	}
 	a, b := Redact(string(onDisk), tokens...), Redact(string(desired), tokens...)
 	if a == b {
 		return ""
 	}
 	out, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(a), B: difflib.SplitLines(b),
-		FromFile: "on disk", ToFile: "desired", Context: 3,
+		A: lines(a), B: lines(b),
+		FromFile: from, ToFile: to, Context: 3,
 	})
 	if err != nil {
 		return ""
 	}
 	return out
+}
+
+// caData matches a kubeconfig's certificate-authority-data value, quoted
+// (calico-node's layout) or not (install-cni's).
+var caData = regexp.MustCompile(`(certificate-authority-data:[ \t]*)"?([A-Za-z0-9+/=]{16,})"?`)
+
+func redactCA(b []byte) []byte {
+	return caData.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := caData.FindSubmatch(m)
+		sum := sha256.Sum256(sub[2])
+		return []byte(string(sub[1]) + "<CA sha256:" + hex.EncodeToString(sum[:4]) + ">")
+	})
+}
+
+// lines splits text for the diff; an empty file has no lines (not one
+// empty line).
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return difflib.SplitLines(s)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -41,13 +42,20 @@ type Inputs struct {
 	FileExists func(path string) bool
 }
 
+// env looks a variable up as install-cni does (os.LookupEnv): a variable
+// set to the empty string is the empty string, only an unset one takes def.
 func (in *Inputs) env(key, def string) string {
-	if in.Env != nil {
-		if v, ok := in.Env(key); ok && v != "" {
-			return v
-		}
+	if v, ok := in.lookup(key); ok {
+		return v
 	}
 	return def
+}
+
+func (in *Inputs) lookup(key string) (string, bool) {
+	if in.Env == nil {
+		return "", false
+	}
+	return in.Env(key)
 }
 
 func (in *Inputs) exists(path string) bool {
@@ -76,17 +84,16 @@ type substitution struct {
 // them, so that a value which happens to contain a later placeholder comes
 // out byte-identical to install-cni's file.
 func (in *Inputs) substitutions(token string) []substitution {
-	mtu := in.env("CNI_MTU", "")
+	mtu, set := in.lookup("CNI_MTU")
 	mtuSource := "env CNI_MTU"
-	if mtu == "" {
+	if !set && in.VethMTU != "" {
 		mtu, mtuSource = in.VethMTU, "ConfigMap key veth_mtu"
+	} else if !set {
+		mtu, mtuSource = "1500", "the default"
 	}
-	if mtu == "" {
-		mtu, mtuSource = "1500", "default"
-	}
-	etcd := in.env("ETCD_ENDPOINTS", "")
+	etcd, set := in.lookup("ETCD_ENDPOINTS")
 	etcdSource := "env ETCD_ENDPOINTS"
-	if etcd == "" {
+	if !set {
 		etcd, etcdSource = in.EtcdEndpoints, "ConfigMap key etcd_endpoints"
 	}
 	tls := func(file string) string {
@@ -123,10 +130,17 @@ func (in *Inputs) substitutions(token string) []substitution {
 	}
 }
 
+// unfilled matches the placeholders Calico's manifests leave for the
+// operator to fill in, such as <ETCD_IP> and <ETCD_PORT> in calico-etcd.yaml.
+var unfilled = regexp.MustCompile(`<[A-Z][A-Z0-9_]*>`)
+
 // checkValue refuses a value that could change the structure of the JSON it
 // is pasted into. Nothing is escaped silently: the operator must fix the
 // input.
 func checkValue(s substitution) error {
+	if m := unfilled.FindString(s.value); m != "" && !s.secret {
+		return fmt.Errorf("%s value %q for %s still holds the placeholder %s that Calico's manifest asks you to fill in; set it to the real value", s.source, s.value, s.placeholder, m)
+	}
 	for _, r := range s.value {
 		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
 			if s.secret {
@@ -164,9 +178,53 @@ func (in *Inputs) render(token string) ([]byte, error) {
 	}
 	var obj map[string]any
 	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		if bad := in.unquotedNonJSON(token); bad != nil {
+			return nil, bad
+		}
 		return nil, fmt.Errorf("rendered cni_network_config is not a JSON object: %w", err)
 	}
 	return []byte(out), nil
+}
+
+// unquotedNonJSON names the value that broke the JSON when the template
+// puts a placeholder outside quotes (as Calico does with __CNI_MTU__) and the
+// value is no JSON value there: "auto" or "" for the MTU, say.
+func (in *Inputs) unquotedNonJSON(token string) error {
+	for _, s := range in.substitutions(token) {
+		if s.secret || !unquotedIn(in.Template, s.placeholder) || json.Valid([]byte(s.value)) {
+			continue
+		}
+		return fmt.Errorf("%s value %q for %s is not a number: the template uses it unquoted, so the rendered file would not be JSON; set it to a number such as 1440", s.source, s.value, s.placeholder)
+	}
+	return nil
+}
+
+// unquotedIn reports whether placeholder occurs in template outside a JSON
+// string.
+func unquotedIn(template, placeholder string) bool {
+	for i := 0; ; {
+		j := strings.Index(template[i:], placeholder)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		if strings.Count(template[:at], `"`)%2 == 0 {
+			return true
+		}
+		i = at + len(placeholder)
+	}
+}
+
+// facts are the rendered values that come from the node rather than the
+// cluster: what a repair from another shell could change by mistake.
+func (in *Inputs) facts() map[string]string {
+	m := map[string]string{"nodeName": in.NodeName}
+	if in.usesKubeconfig() {
+		if s, err := in.APIServer(); err == nil {
+			m["apiServer"] = s
+		}
+	}
+	return m
 }
 
 // usesKubeconfig reports whether the template points the plugin at the

@@ -19,20 +19,15 @@ const (
 	testCA    = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 )
 
+// fixtureDir holds the real Calico ConfigMaps the tests render, copied into
+// the repository with their provenance (test/testdata/fixtures/README.md).
 func fixtureDir(t testing.TB) string {
 	t.Helper()
-	for dir, _ := os.Getwd(); dir != "/"; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "..", "shared", "fixtures")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		p = filepath.Join(dir, "shared", "fixtures")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p, err := filepath.Abs(filepath.Join("..", "test", "testdata", "fixtures"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("shared/fixtures not found beside the repository")
-	return ""
+	return p
 }
 
 // fixtureData reads the data of a ConfigMap manifest.
@@ -47,6 +42,12 @@ func fixtureData(t testing.TB, name string) map[string]string {
 	}
 	if err := yaml.Unmarshal(raw, &cm); err != nil {
 		t.Fatal(err)
+	}
+	// Calico's etcd manifest leaves etcd_endpoints for the operator to
+	// fill in ("http://<ETCD_IP>:<ETCD_PORT>"), and a render refuses the
+	// placeholder; fill it as an operator would.
+	if strings.Contains(cm.Data["etcd_endpoints"], "<ETCD_IP>") {
+		cm.Data["etcd_endpoints"] = "https://10.0.0.1:2379"
 	}
 	return cm.Data
 }

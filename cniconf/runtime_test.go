@@ -3,6 +3,7 @@ package cniconf
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,7 +165,7 @@ func TestWriteAtomicSkipsEqualBytes(t *testing.T) {
 func TestBackupRetention(t *testing.T) {
 	dir := t.TempDir()
 	for i := 0; i < 25; i++ {
-		if _, err := Backup(dir, "10-calico.conf", []byte("x"), fixedTime(i), 20); err != nil {
+		if _, err := Backup(dir, "10-calico.conf", fmt.Appendf(nil, "edit %d", i), fixedTime(i), 20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,5 +182,39 @@ func TestBackupRetention(t *testing.T) {
 	}
 	if fi, _ := os.Stat(conf[0]); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("backup mode %v", fi.Mode())
+	}
+}
+
+// TestBackupOfAPersistentEditIsMadeOnce: the same content is backed up once.
+func TestBackupOfAPersistentEditIsMadeOnce(t *testing.T) {
+	dir := t.TempDir()
+	first, err := Backup(dir, "10-calico.conflist", []byte("edit"), fixedTime(0), 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Backup(dir, "10-calico.conflist", []byte("edit"), fixedTime(1), 20)
+	if err != nil || again != first {
+		t.Fatalf("second backup of the same edit: %s (%v), want %s", again, err, first)
+	}
+}
+
+// TestBackupSurvivesAClockSetBack: a backup named before every other by a
+// clock set back is still kept by the run that made it.
+func TestBackupSurvivesAClockSetBack(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 3; i++ {
+		if _, err := Backup(dir, "10-calico.conflist", fmt.Appendf(nil, "edit %d", i), fixedTime(30+i), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	made, err := Backup(dir, "10-calico.conflist", []byte("after the clock jumped"), fixedTime(0), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(made); err != nil {
+		t.Fatalf("the backup just made was pruned: %v", err)
+	}
+	if all, _ := filepath.Glob(filepath.Join(dir, "*.bak")); len(all) != 3 {
+		t.Fatalf("%d backups, want 3", len(all))
 	}
 }

@@ -79,10 +79,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 	switch mode {
 	case ModeCheck:
 		rep.Files = r.Dir.Check(want)
-		return rep, want, nil
+		return rep, want, fileErrors(rep.Files)
 	case ModeDryRun:
 		rep.Files, err = r.Dir.Sync(want, true)
-		return rep, want, err
+		return rep, want, errors.Join(err, fileErrors(rep.Files))
 	}
 	done, err := r.Dir.Sync(want, false)
 	// What is reported is the state after the actions: a rotated token or
@@ -96,7 +96,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 		}
 	}
 	rep.Files = after
-	return rep, want, err
+	if err != nil {
+		return rep, want, err
+	}
+	return rep, want, fileErrors(rep.Files)
+}
+
+// fileErrors makes a file in state Error an error of the pass: an Error is
+// never a success, whatever else the pass did.
+func fileErrors(files []cniconf.FileStatus) error {
+	var errs []error
+	for _, f := range files {
+		if f.State == cniconf.Error {
+			errs = append(errs, fmt.Errorf("%s: %s", f.Path, f.Message))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Desired reads the inputs and renders the files they call for.

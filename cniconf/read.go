@@ -1,0 +1,137 @@
+package cniconf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// MaxFileBytes bounds what is read of a managed file. A CNI config is a few
+// KiB; anything larger is not one, and reading it whole could exhaust the
+// agent's memory limit.
+const MaxFileBytes = 1 << 20
+
+// onDisk is what is at a managed path, found without following a link and
+// without blocking: a FIFO, a device or a link to /dev/zero is described,
+// never read.
+type onDisk struct {
+	exists bool
+	// data is the content of a regular file within MaxFileBytes.
+	data []byte
+	// odd says why the path holds no readable config ("a FIFO", "a
+	// symlink to /dev/zero", "larger than 1 MiB"): Corrupt.
+	odd string
+	// dir is a directory at the path: Error, left alone.
+	dir   bool
+	mode  os.FileMode
+	uid   int
+	mtime time.Time
+}
+
+// readManaged looks at path with Lstat first and reads only a regular file,
+// with O_NOFOLLOW and O_NONBLOCK so that a file swapped for a link or a FIFO
+// between the two calls is neither followed nor waited on.
+func readManaged(path string) (onDisk, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return onDisk{}, nil
+	}
+	if err != nil {
+		return onDisk{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	d := describe(fi)
+	switch {
+	case fi.IsDir():
+		d.dir = true
+		return d, nil
+	case fi.Mode()&os.ModeSymlink != 0:
+		target, _ := os.Readlink(path)
+		d.odd = "not a regular file: a symlink to " + target
+		return d, nil
+	case !fi.Mode().IsRegular():
+		d.odd = "not a regular file: " + fileType(fi.Mode())
+		return d, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return onDisk{exists: true, odd: "not a regular file: a symlink"}, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return onDisk{}, nil
+		}
+		return onDisk{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	if fi, err = f.Stat(); err != nil {
+		return onDisk{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	d = describe(fi)
+	if !fi.Mode().IsRegular() {
+		d.odd = "not a regular file: " + fileType(fi.Mode())
+		return d, nil
+	}
+	if fi.Size() > MaxFileBytes {
+		d.odd = fmt.Sprintf("larger than %d bytes (%d): not a CNI config", MaxFileBytes, fi.Size())
+		return d, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return onDisk{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		d.odd = fmt.Sprintf("larger than %d bytes: not a CNI config", MaxFileBytes)
+		return d, nil
+	}
+	d.data = data
+	return d, nil
+}
+
+func describe(fi os.FileInfo) onDisk {
+	d := onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		d.uid = int(st.Uid)
+	}
+	return d
+}
+
+func fileType(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	default:
+		return "a special file (" + m.Type().String() + ")"
+	}
+}
+
+// safeMode reports whether a file holding a token is closed to everyone
+// but the agent's user (root on a node): mode 0600 and owned by that user.
+func (d onDisk) safeMode() bool {
+	return d.mode.Perm() == FileMode && (d.uid < 0 || d.uid == os.Geteuid())
+}
+
+// restoreMode closes a token-bearing file to everyone but the agent's user,
+// through a descriptor opened without following a link.
+func restoreMode(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("restore the mode of %s: %w", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := f.Chmod(FileMode); err != nil {
+		return fmt.Errorf("restore the mode of %s: %w", path, err)
+	}
+	if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
+		return fmt.Errorf("restore the owner of %s: %w", path, err)
+	}
+	return nil
+}
