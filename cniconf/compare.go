@@ -244,6 +244,9 @@ type judgement struct {
 	changed    []string
 	tokenStale bool
 	reason     string
+	// keepToken is the healthy token the file holds, kept when the file
+	// is rewritten for another reason.
+	keepToken string
 	// modeWrong: the file holds a token and is open to more than the
 	// agent's user. It is reported as Drifted (path "mode") above the
 	// content's own state, and put right under either policy.
@@ -278,19 +281,44 @@ func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
 	if err != nil {
 		return judgement{state: Error, reason: err.Error()}
 	}
-	stale := !tokensAre(got.tokens, want.token)
+	stale, why := tokensStale(got.tokens, want)
 	gotMeaning := normalize(got.meaning)
 	changed := ChangedPaths(gotMeaning, normalize(wantSnap.meaning))
+	keep := ""
+	if !stale {
+		keep = firstToken(got.tokens)
+	}
 	switch {
 	case len(changed) == 0 && stale:
-		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths()}
+		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths(), reason: why}
 	case len(changed) == 0:
-		return judgement{state: InSync}
+		return judgement{state: InSync, keepToken: keep}
 	case rec.matches(disk, want.parse):
-		return judgement{state: Outdated, changed: changed, tokenStale: stale}
+		return judgement{state: Outdated, changed: changed, tokenStale: stale, keepToken: keep, reason: why}
 	default:
-		return judgement{state: Drifted, changed: changed, tokenStale: stale}
+		return judgement{state: Drifted, changed: changed, tokenStale: stale, keepToken: keep, reason: why}
 	}
+}
+
+// tokensStale judges every token a file holds under the file's policy.
+func tokensStale(tokens []string, want *File) (bool, string) {
+	for _, t := range tokens {
+		if ok, why := want.tokenCurrent(t); !ok {
+			return true, why
+		}
+	}
+	return false, ""
+}
+
+// firstToken is the token a file holds (the same in every field of a file
+// that is not stale).
+func firstToken(tokens []string) string {
+	for _, t := range tokens {
+		if t != "" {
+			return t
+		}
+	}
+	return ""
 }
 
 func tokensAre(tokens []string, want string) bool {

@@ -1,6 +1,7 @@
 package cniconf
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 )
@@ -30,6 +31,38 @@ type File struct {
 	token       string
 	tokenFields []TokenField
 	parse       func([]byte, []TokenField) (snapshot, error)
+	judge       TokenJudge
+}
+
+// TokenJudge says whether a token found in a file is current, and if not,
+// why. It is the token policy: nil means only the desired token itself is
+// current (policy own); under policy guard any healthy token is, whichever
+// process wrote it.
+type TokenJudge func(token string) (current bool, why string)
+
+// tokenCurrent judges one token found on disk.
+func (f *File) tokenCurrent(tok string) (bool, string) {
+	if tok == f.token {
+		return true, ""
+	}
+	if tok == "" {
+		return false, "no token"
+	}
+	if f.judge == nil {
+		return false, "not the source's token"
+	}
+	return f.judge(tok)
+}
+
+// withToken is the desired content carrying tok instead of the source's
+// token: under policy guard a file rewritten for another reason keeps the
+// healthy token it holds, so the agent never replaces calico-node's token
+// with its own.
+func (f *File) withToken(tok string) []byte {
+	if tok == "" || tok == f.token || !f.HoldsToken() {
+		return f.Content
+	}
+	return bytes.ReplaceAll(f.Content, []byte(f.token), []byte(tok))
 }
 
 // HoldsToken reports whether the file carries the token.
@@ -58,6 +91,13 @@ type Desired struct {
 	// Facts are the values rendered from the node's own environment rather
 	// than from the cluster, kept in the record of each write.
 	Facts map[string]string
+}
+
+// SetTokenJudge installs the token policy for every file (nil: own).
+func (d *Desired) SetTokenJudge(j TokenJudge) {
+	for _, f := range d.Files {
+		f.judge = j
+	}
 }
 
 // Conf is the CNI config among the desired files.

@@ -65,6 +65,11 @@ type Dir struct {
 	// or partial file for a moment; replacing it then would lose the edit.
 	// Zero (--once) acts at once.
 	Settle time.Duration
+	// SettleParsed is the same for a file that parses but whose token
+	// would be replaced: calico-node writes calico-kubeconfig with a plain
+	// truncate-and-write, and a reader between the two can see a
+	// well-formed file holding half a token.
+	SettleParsed time.Duration
 }
 
 func (d *Dir) now() time.Time {
@@ -207,12 +212,12 @@ func joinMessage(a, b string) string {
 // A modification time in the future (a clock that jumped back, a file
 // copied with its times) says nothing about when the file last changed, so
 // it is not waited on: waiting for it could freeze the file for good.
-func (d *Dir) settling(od onDisk) time.Duration {
-	if d.Settle <= 0 || !od.exists {
+func (d *Dir) settling(od onDisk, settle time.Duration) time.Duration {
+	if settle <= 0 || !od.exists {
 		return 0
 	}
-	if age := d.now().Sub(od.mtime); age >= 0 && age < d.Settle {
-		return d.Settle - age
+	if age := d.now().Sub(od.mtime); age >= 0 && age < settle {
+		return settle - age
 	}
 	return 0
 }
@@ -260,12 +265,18 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 	}
 	defer func() { s.chmod = j.modeWrong && s.write == nil }()
 	switch j.state {
-	case Missing, Outdated:
+	case Missing:
 		s.write, s.record = f.Content, true
+	case Outdated:
+		s.write, s.record = f.withToken(j.keepToken), true
 	case StaleToken:
+		if wait := d.settling(od, d.SettleParsed); wait > 0 {
+			s.status.SettleFor = wait
+			return s
+		}
 		s.write, s.record, s.action = f.Content, true, ActionRotated
 	case Corrupt:
-		if wait := d.settling(od); wait > 0 {
+		if wait := d.settling(od, d.Settle); wait > 0 {
 			s.status.SettleFor = wait
 			s.status.Message = "changed moments ago; waiting for the writer to finish"
 			return s
@@ -276,7 +287,7 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 		// another writer (calico-node) may replace it later.
 		s.backup = true
 		if d.Policy == PolicyEnforce {
-			s.write, s.record, s.action = f.Content, true, ActionRestored
+			s.write, s.record, s.action = f.withToken(j.keepToken), true, ActionRestored
 		} else if j.tokenStale {
 			s.action = ActionRotated
 			merged, ok := mergeToken(disk, f)

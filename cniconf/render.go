@@ -29,6 +29,9 @@ type Inputs struct {
 	NodeName string
 	// NetDir is the CNI configuration directory as the node sees it.
 	NetDir string
+	// KubeconfigDir is the directory __KUBECONFIG_FILEPATH__ names: the
+	// CNI directory as install-cni sees it (its CNI_NET_DIR); "" is NetDir.
+	KubeconfigDir string
 	// KubeconfigName is the kubeconfig's file name inside NetDir.
 	KubeconfigName string
 	// VethMTU and EtcdEndpoints are the ConfigMap's veth_mtu and
@@ -64,6 +67,13 @@ func (in *Inputs) exists(path string) bool {
 	}
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+func (in *Inputs) kubeconfigDir() string {
+	if in.KubeconfigDir != "" {
+		return in.KubeconfigDir
+	}
+	return in.NetDir
 }
 
 func (in *Inputs) kubeconfigName() string {
@@ -114,7 +124,7 @@ func (in *Inputs) substitutions(token string) []substitution {
 		envSub("__LOG_FILE_MAX_COUNT__", "LOG_FILE_MAX_COUNT", "10"),
 		envSub("__DATASTORE_TYPE__", "DATASTORE_TYPE", "kubernetes"),
 		{placeholder: "__KUBERNETES_NODE_NAME__", value: in.NodeName, source: "the node name"},
-		{placeholder: "__KUBECONFIG_FILEPATH__", value: filepath.Join(in.NetDir, in.kubeconfigName()), source: "--cni-net-dir and --cni-kubeconfig-name"},
+		{placeholder: "__KUBECONFIG_FILEPATH__", value: filepath.Join(in.kubeconfigDir(), in.kubeconfigName()), source: "the CNI directory (CNI_NET_DIR or --cni-net-dir) and --cni-kubeconfig-name"},
 		{placeholder: "__KUBECONFIG_FILENAME__", value: in.kubeconfigName(), source: "--cni-kubeconfig-name"},
 		{placeholder: "__CNI_MTU__", value: mtu, source: mtuSource},
 		envSub("__KUBERNETES_SERVICE_HOST__", "KUBERNETES_SERVICE_HOST", ""),

@@ -27,37 +27,44 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 )
 
-// Agent is the node agent: it watches the ConfigMap, the token and the CNI
+// Agent is the node agent: it watches its inputs, the token and the CNI
 // directory, and runs every trigger through the one reconcile.
 type Agent struct {
 	Reconciler *Reconciler
 	Client     kubernetes.Interface
 	Config     *rest.Config
-	Namespace  string
-	ConfigMap  string
-	// ServiceAccount and TokenSecret select token Secrets (secret source).
-	ServiceAccount string
-	TokenSecret    string
-	// TokenSource is secret, tokenrequest or file; TokenFile for file.
+	// Source is SourceDaemonSet or SourceConfigMap (auto is decided by the
+	// caller). DaemonSet is --calico-daemonset; Namespace, ConfigMap,
+	// ConfigMapKey and TemplateFile are source configmap's.
+	Source       string
+	DaemonSet    string
+	Namespace    string
+	ConfigMap    string
+	ConfigMapKey string
+	TemplateFile string
+	// TokenSource is auto, secret, tokenrequest or file; TokenSecret pins a
+	// Secret, TokenFile is the file source's; TokenTTL for tokenrequest.
 	TokenSource      string
+	TokenSecret      string
 	TokenFile        string
+	TokenTTL         time.Duration
 	ResyncPeriod     time.Duration
 	TokenCheckPeriod time.Duration
 	Reporter         *Reporter
 	Metrics          *Metrics
 	Health           *Health
 	Logger           *slog.Logger
-	// ConfigMapOverride, when set, replaces the ConfigMap informer
-	// (--configmap-file, --cni-network-config-file).
-	ConfigMapOverride ConfigMapSource
+	// InstallOverride, when set, replaces the watched inputs
+	// (--configmap-file, --manifest-file, --cni-network-config-file).
+	InstallOverride InstallSource
 
 	queue     workqueue.TypedRateLimitingInterface[string]
 	triggered atomic.Int64              // unix nanos of the oldest trigger not yet reconciled
 	errSince  time.Time                 // when the inputs first failed to give a desired state
 	expiry    atomic.Pointer[time.Time] // the current token's expiry, from its claims
-	lastCheck time.Time
-	checked   []string // tokens on disk at the last check
-	accepted  *bool
+
+	infCtx context.Context
+	infWG  gosync.WaitGroup
 }
 
 // queueKey is the only key: the node's files are reconciled as one.
@@ -74,35 +81,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Each informer is made on its own rather than through a
 	// SharedInformerFactory: the factory links in informers and listers for
 	// every API group, which the agent, resident on every node, would carry.
-	var infs []cache.SharedIndexInformer
-	if a.ConfigMapOverride != nil {
-		a.Reconciler.ConfigMap = a.ConfigMapOverride
-	} else {
-		inf, err := a.configMapInformer()
-		if err != nil {
-			return err
-		}
-		infs = append(infs, inf)
+	// Informers start when the inputs first need them (the CNI service
+	// account's namespace, the ConfigMaps this node's pod refers to, are
+	// only known then), and all stop before Run returns.
+	infCtx, stopInformers := context.WithCancel(ctx)
+	a.infCtx = infCtx
+	defer func() {
+		stopInformers()
+		a.infWG.Wait()
+	}()
+	if err := a.wireInputs(); err != nil {
+		return err
 	}
 	dirs := []string{a.Reconciler.Dir.NetDir}
-	switch a.TokenSource {
-	case SourceSecret:
-		inf, err := a.secretInformer()
-		if err != nil {
-			return err
-		}
-		infs = append(infs, inf)
-	case SourceFile:
-		dirs = append(dirs, filepath.Dir(a.TokenFile))
+	tokenDir := ""
+	if a.TokenSource == SourceFile {
+		tokenDir = filepath.Dir(a.TokenFile)
+		dirs = append(dirs, tokenDir)
 	}
 	if err := os.MkdirAll(a.Reconciler.Dir.NetDir, 0o755); err != nil {
 		return fmt.Errorf("create --cni-net-dir: %w", err)
 	}
-	tokenDir := ""
-	if a.TokenSource == SourceFile {
-		tokenDir = filepath.Dir(a.TokenFile)
-	}
-	managed := []string{cniconf.DefaultConfListName, cniconf.DefaultConfName, a.Reconciler.KubeconfigName}
+	managed := []string{cniconf.DefaultConfListName, cniconf.DefaultConfName, a.Reconciler.KubeconfigName, "10-canal.conflist"}
 	if a.Reconciler.ConfName != "" {
 		managed = append(managed, a.Reconciler.ConfName)
 	}
@@ -116,25 +116,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := watchDirs(ctx, dirs, relevant, a.trigger, a.Logger); err != nil {
 		return err
 	}
-	infCtx, stopInformers := context.WithCancel(ctx)
-	var infWG gosync.WaitGroup
-	synced := make([]cache.InformerSynced, 0, len(infs))
-	for _, inf := range infs {
-		infWG.Go(func() { inf.RunWithContext(infCtx) })
-		synced = append(synced, inf.HasSynced)
-	}
-	defer func() {
-		stopInformers()
-		infWG.Wait()
-	}()
-	a.Logger.Info("waiting for informer caches")
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("informer caches did not sync")
-	}
-	a.Logger.Info("caches synced; reconciling", "node", a.Reconciler.NodeName, "dir", a.Reconciler.Dir.NetDir)
+	a.Logger.Info("reconciling", "node", a.Reconciler.NodeName, "dir", a.Reconciler.Dir.NetDir, "source", a.Source)
 
 	var wg gosync.WaitGroup
 	wg.Go(func() { a.tick(ctx, a.ResyncPeriod, "resync") })
@@ -164,21 +146,64 @@ func (a *Agent) trigger(why string) {
 	a.queue.Add(queueKey)
 }
 
-// handler enqueues on any change; updates that did not change the
+// handlerFor enqueues on any change; updates that did not change the
 // ResourceVersion (informer resyncs) are skipped.
-func (a *Agent) handler(kind string) cache.ResourceEventHandler {
+func handlerFor(trigger func(string), kind string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { a.trigger(kind + " added") },
+		AddFunc: func(any) { trigger(kind + " added") },
 		UpdateFunc: func(oldObj, newObj any) {
 			o, ok1 := oldObj.(metaObject)
 			n, ok2 := newObj.(metaObject)
 			if ok1 && ok2 && o.GetResourceVersion() == n.GetResourceVersion() {
 				return
 			}
-			a.trigger(kind + " updated")
+			trigger(kind + " updated")
 		},
-		DeleteFunc: func(any) { a.trigger(kind + " deleted") }, // tombstones need no unwrapping: only the key is queued
+		DeleteFunc: func(any) { trigger(kind + " deleted") }, // tombstones need no unwrapping: only the key is queued
 	}
+}
+
+// startInformer runs an informer until Run ends and waits, a bounded time,
+// for its first list.
+func (a *Agent) startInformer(inf cache.SharedIndexInformer) error {
+	a.infWG.Go(func() { inf.RunWithContext(a.infCtx) })
+	ctx, cancel := context.WithTimeout(a.infCtx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return errors.New("the first list did not complete (is the API server reachable?)")
+	}
+	return nil
+}
+
+// wireInputs points the reconciler at watched inputs.
+func (a *Agent) wireInputs() error {
+	switch {
+	case a.InstallOverride != nil:
+		a.Reconciler.Install = a.InstallOverride
+	case a.Source == SourceConfigMap:
+		cm, err := a.configMapInformer()
+		if err != nil {
+			return err
+		}
+		a.Reconciler.Install = InstallFromConfigMap(cm, a.ConfigMapKey, a.TemplateFile, os.LookupEnv,
+			APICluster{Client: a.Client}, SourceInfo{Kind: SourceConfigMap})
+	default:
+		c := newWatchedCluster(a.Client, a.Reconciler.NodeName, a.trigger, a.startInformer)
+		a.Reconciler.Install = InstallFromDaemonSet(c, a.DaemonSet, a.Reconciler.NodeName, os.LookupEnv, "")
+	}
+	secrets := func() TokenSource { return &watchedSecrets{agent: a, pinned: a.TokenSecret} }
+	requests := func() TokenSource { return NewTokenRequester(a.Client, a.TokenTTL, nil) }
+	switch a.TokenSource {
+	case SourceFile:
+		a.Reconciler.Token = TokenFromFile(a.TokenFile)
+	case SourceSecret:
+		a.Reconciler.Token = secrets()
+	case SourceTokenRequest:
+		a.Reconciler.Token = requests()
+	default:
+		a.Reconciler.Token = AutoToken{Secret: secrets(), Request: requests()}
+	}
+	return nil
 }
 
 type metaObject interface{ GetResourceVersion() string }
@@ -191,70 +216,129 @@ func namespaceIndex() cache.Indexers {
 
 // configMapInformer caches the one ConfigMap, by a metadata.name field
 // selector, so a node watches one object rather than a namespace.
-func (a *Agent) configMapInformer() (cache.SharedIndexInformer, error) {
+func (a *Agent) configMapInformer() (ConfigMapSource, error) {
 	inf := coreinformers.NewFilteredConfigMapInformer(a.Client, a.Namespace, 0, namespaceIndex(),
 		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.ConfigMap).String()
 		})
-	if _, err := inf.AddEventHandler(a.handler("ConfigMap")); err != nil {
+	if _, err := inf.AddEventHandler(handlerFor(a.trigger, "ConfigMap")); err != nil {
 		return nil, fmt.Errorf("watch ConfigMap: %w", err)
 	}
+	if err := a.startInformer(inf); err != nil {
+		return nil, fmt.Errorf("watch ConfigMap %s/%s: %w", a.Namespace, a.ConfigMap, err)
+	}
 	lister := corelisters.NewConfigMapLister(inf.GetIndexer())
-	a.Reconciler.ConfigMap = func(context.Context) (*corev1.ConfigMap, error) {
+	return func(context.Context) (*corev1.ConfigMap, error) {
 		cm, err := lister.ConfigMaps(a.Namespace).Get(a.ConfigMap)
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("ConfigMap %s/%s not found", a.Namespace, a.ConfigMap)
 		}
 		return cm, err
-	}
-	return inf, nil
+	}, nil
 }
 
-// secretInformer caches only token Secrets (or the pinned one) in the namespace.
-func (a *Agent) secretInformer() (cache.SharedIndexInformer, error) {
-	sel := TokenSecretSelector
-	if a.TokenSecret != "" {
-		sel = fields.OneTermEqualSelector("metadata.name", a.TokenSecret).String()
+// watchedSecrets is the secret token source for the agent: the token
+// Secrets of the CNI service account's namespace (or the one pinned
+// Secret), watched from the first time a token is needed. The cache keeps
+// only what the agent reads: other accounts' Secrets and every Secret's
+// data but the token and CA are dropped as they arrive.
+type watchedSecrets struct {
+	agent  *Agent
+	pinned string
+
+	mu     gosync.Mutex
+	ns     string
+	lister corelisters.SecretLister
+	inf    cache.SharedIndexInformer
+}
+
+// Token reads the newest populated token Secret of the account (or the
+// pinned one) from the cache.
+func (w *watchedSecrets) Token(_ context.Context, need TokenNeed) (Token, error) {
+	ns := need.Account.Namespace
+	w.mu.Lock()
+	if w.inf == nil {
+		w.ns = ns
+		w.inf = w.newInformer(ns, need.Account.Name)
+		w.lister = corelisters.NewSecretLister(w.inf.GetIndexer())
+		w.mu.Unlock()
+		if err := w.agent.startInformer(w.inf); err != nil {
+			return Token{}, fmt.Errorf("watch token Secrets in %s: %w", ns, err)
+		}
+		w.mu.Lock()
 	}
-	inf := coreinformers.NewFilteredSecretInformer(a.Client, a.Namespace, 0, namespaceIndex(),
+	inf, lister, watching := w.inf, w.lister, w.ns
+	w.mu.Unlock()
+	if watching != ns {
+		return Token{}, fmt.Errorf("the CNI service account moved to namespace %s; the agent watches token Secrets in %s: restart it", ns, watching)
+	}
+	if !inf.HasSynced() {
+		return Token{}, fmt.Errorf("watch token Secrets in %s: not synced yet", ns)
+	}
+	if w.pinned != "" {
+		s, err := lister.Secrets(ns).Get(w.pinned)
+		if apierrors.IsNotFound(err) {
+			return Token{}, fmt.Errorf("--token-secret %s/%s not found", ns, w.pinned)
+		}
+		if err != nil {
+			return Token{}, err
+		}
+		return TokenFromSecret(s)
+	}
+	all, err := lister.Secrets(ns).List(labels.Everything())
+	if err != nil {
+		return Token{}, err
+	}
+	s, err := PickTokenSecret(all, need.Account.Name)
+	if err != nil {
+		return Token{}, err
+	}
+	return TokenFromSecret(s)
+}
+
+func (w *watchedSecrets) newInformer(ns, account string) cache.SharedIndexInformer {
+	sel := TokenSecretSelector
+	if w.pinned != "" {
+		sel = fields.OneTermEqualSelector("metadata.name", w.pinned).String()
+	}
+	inf := coreinformers.NewFilteredSecretInformer(w.agent.Client, ns, 0, namespaceIndex(),
 		func(o *metav1.ListOptions) { o.FieldSelector = sel })
-	h := a.handler("token Secret")
-	filtered := cache.FilteringResourceEventHandler{
+	_ = inf.SetTransform(keepTokenSecret(account, w.pinned))
+	_, _ = inf.AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: func(obj any) bool {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			s, ok := obj.(*corev1.Secret)
-			return ok && (a.TokenSecret != "" || s.Annotations[corev1.ServiceAccountNameKey] == a.ServiceAccount)
+			return ok && (w.pinned != "" || s.Annotations[corev1.ServiceAccountNameKey] == account)
 		},
-		Handler: h,
-	}
-	if _, err := inf.AddEventHandler(filtered); err != nil {
-		return nil, fmt.Errorf("watch token Secrets: %w", err)
-	}
-	lister := corelisters.NewSecretLister(inf.GetIndexer())
-	a.Reconciler.Token = TokenSourceFunc(func(context.Context) (Token, error) {
-		if a.TokenSecret != "" {
-			s, err := lister.Secrets(a.Namespace).Get(a.TokenSecret)
-			if apierrors.IsNotFound(err) {
-				return Token{}, fmt.Errorf("--token-secret %s/%s not found", a.Namespace, a.TokenSecret)
-			}
-			if err != nil {
-				return Token{}, err
-			}
-			return TokenFromSecret(s)
-		}
-		all, err := lister.Secrets(a.Namespace).List(labels.Everything())
-		if err != nil {
-			return Token{}, err
-		}
-		s, err := PickTokenSecret(all, a.ServiceAccount)
-		if err != nil {
-			return Token{}, err
-		}
-		return TokenFromSecret(s)
+		Handler: handlerFor(w.agent.trigger, "token Secret"),
 	})
-	return inf, nil
+	return inf
+}
+
+// keepTokenSecret is the secret informer's transform: what the cache keeps
+// of a Secret. Another account's token never stays in memory; no managed
+// fields, and of the data only the token and the CA.
+func keepTokenSecret(account, pinned string) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		s, ok := obj.(*corev1.Secret)
+		if !ok {
+			return obj, nil
+		}
+		s.ManagedFields = nil
+		mine := pinned != "" || s.Annotations[corev1.ServiceAccountNameKey] == account
+		data := map[string][]byte{}
+		if mine {
+			for _, k := range []string{corev1.ServiceAccountTokenKey, corev1.ServiceAccountRootCAKey} {
+				if v, ok := s.Data[k]; ok {
+					data[k] = v
+				}
+			}
+		}
+		s.Data, s.StringData = data, nil
+		return s, nil
+	}
 }
 
 func (a *Agent) processNext(ctx context.Context) bool {
@@ -281,7 +365,7 @@ func (a *Agent) processNext(ctx context.Context) bool {
 		return true
 	}
 	a.queue.Forget(key)
-	if r, ok := a.Reconciler.Token.(renewer); ok {
+	if r := a.renewer(); r != nil {
 		if at := r.NextRenewal(); !at.IsZero() {
 			a.queue.AddAfter(key, time.Until(at))
 		}
@@ -330,7 +414,7 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 		a.errSince = time.Time{}
 	}
 	if err == nil && want != nil {
-		rep.Token.Accepted = a.checkToken(ctx, want)
+		a.checkToken(want, rep.Token.Accepted)
 		a.expiry.Store(rep.Token.ExpiresAt)
 	}
 	var triggered time.Time
@@ -359,35 +443,35 @@ func (a *Agent) TokenExpired() error {
 	return nil
 }
 
-// checkToken asks the API server about the tokens on disk at start, when
-// they change, and every --token-check-period.
-func (a *Agent) checkToken(ctx context.Context, want *cniconf.Desired) *bool {
-	tokens := a.Reconciler.Dir.TokensOnDisk(want)
-	if len(tokens) == 0 {
-		return nil
+// checkToken asks for a new token when the API server rejects the one the
+// agent itself wrote (its source's): a TokenRequest token is renewed at once.
+// The verdicts come from the reconcile's VerdictCache, asked when a token
+// appears on disk and every --token-check-period.
+func (a *Agent) checkToken(want *cniconf.Desired, accepted *bool) {
+	if a.Reconciler.Verdicts == nil || accepted == nil || *accepted {
+		return
 	}
-	if a.lastCheck.IsZero() || time.Since(a.lastCheck) >= a.TokenCheckPeriod || !equalStrings(tokens, a.checked) {
-		ctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		defer cancel()
-		a.accepted = CheckAcceptedOnDisk(ctx, a.Config, a.Reconciler.Dir, want)
-		a.lastCheck, a.checked = time.Now(), tokens
-		if r, ok := a.Reconciler.Token.(renewer); ok && a.accepted != nil && !*a.accepted {
-			a.Logger.Warn("the API server rejects the token on disk; requesting a new one")
-			r.Invalidate()
-			a.trigger("token rejected")
+	r := a.renewer()
+	if r == nil {
+		return
+	}
+	for _, t := range a.Reconciler.Dir.TokensOnDisk(want) {
+		if t == want.Token {
+			if v := a.Reconciler.Verdicts.Known(t); v != nil && !*v {
+				a.Logger.Warn("the API server rejects the agent's own token; requesting a new one")
+				r.Invalidate()
+				a.trigger("token rejected")
+			}
 		}
 	}
-	return a.accepted
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
+// renewer is the token source that renews on a schedule, if any.
+func (a *Agent) renewer() renewer {
+	src := a.Reconciler.Token
+	if auto, ok := src.(AutoToken); ok {
+		src = auto.Request
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	r, _ := src.(renewer)
+	return r
 }

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -49,6 +48,9 @@ func ConfigMapFromFile(path string) ConfigMapSource {
 	return func(context.Context) (*corev1.ConfigMap, error) { return LoadConfigMapFile(path) }
 }
 
+// EmptyConfigMap is no ConfigMap: --cni-network-config-file alone, offline.
+func EmptyConfigMap(context.Context) (*corev1.ConfigMap, error) { return &corev1.ConfigMap{}, nil }
+
 // ConfigMapFromAPI reads the ConfigMap with one GET.
 func ConfigMapFromAPI(client kubernetes.Interface, namespace, name string) ConfigMapSource {
 	return func(ctx context.Context) (*corev1.ConfigMap, error) {
@@ -63,21 +65,47 @@ func ConfigMapFromAPI(client kubernetes.Interface, namespace, name string) Confi
 	}
 }
 
+// TokenNeed is what a token is asked for.
+type TokenNeed struct {
+	// Account is the CNI service account.
+	Account Account
+	// InConf: the template embeds the token in the conf, as Calico v2.x and
+	// v3.0 did, whose install-cni took it from the legacy token Secret.
+	InConf bool
+}
+
 // TokenSource gives the current token.
 type TokenSource interface {
-	Token(ctx context.Context) (Token, error)
+	Token(ctx context.Context, need TokenNeed) (Token, error)
 }
 
 // TokenSourceFunc adapts a function.
-type TokenSourceFunc func(ctx context.Context) (Token, error)
+type TokenSourceFunc func(ctx context.Context, need TokenNeed) (Token, error)
 
 // Token calls f.
-func (f TokenSourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }
+func (f TokenSourceFunc) Token(ctx context.Context, need TokenNeed) (Token, error) {
+	return f(ctx, need)
+}
+
+// AutoToken is --token-source=auto: the legacy token Secret when the
+// template puts the token in the conf (Calico v2.x/v3.0), else a bound token
+// from the TokenRequest API. No Secret is read to decide.
+type AutoToken struct {
+	Secret, Request TokenSource
+}
+
+// Token asks the source the need calls for.
+func (a AutoToken) Token(ctx context.Context, need TokenNeed) (Token, error) {
+	if need.InConf {
+		return a.Secret.Token(ctx, need)
+	}
+	return a.Request.Token(ctx, need)
+}
 
 // TokenFromFile reads a token file (a projected token, or one an operator
 // saved) at every call.
 func TokenFromFile(path string) TokenSource {
-	return TokenSourceFunc(func(context.Context) (Token, error) {
+	return TokenSourceFunc(func(context.Context, TokenNeed) (Token, error) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return Token{}, fmt.Errorf("read --token-file: %w", err)
@@ -131,9 +159,10 @@ func TokenFromSecret(s *corev1.Secret) (Token, error) {
 }
 
 // SecretTokenFromAPI reads the token with one request: a GET of the pinned
-// Secret, or a LIST of the namespace's token Secrets.
-func SecretTokenFromAPI(client kubernetes.Interface, namespace, serviceAccount, pinned string) TokenSource {
-	return TokenSourceFunc(func(ctx context.Context) (Token, error) {
+// Secret, or a LIST of the account's namespace's token Secrets.
+func SecretTokenFromAPI(client kubernetes.Interface, pinned string) TokenSource {
+	return TokenSourceFunc(func(ctx context.Context, need TokenNeed) (Token, error) {
+		namespace, serviceAccount := need.Account.Namespace, need.Account.Name
 		if pinned != "" {
 			s, err := client.CoreV1().Secrets(namespace).Get(ctx, pinned, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
@@ -159,7 +188,3 @@ func SecretTokenFromAPI(client kubernetes.Interface, namespace, serviceAccount, 
 		return TokenFromSecret(s)
 	})
 }
-
-// errNoTemplate is returned when neither the ConfigMap nor a file gives a
-// template.
-var errNoTemplate = errors.New("ConfigMap has no cni_network_config key and no --cni-network-config-file was given")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
@@ -17,6 +18,7 @@ type Report struct {
 	Node      string               `json:"node"`
 	CheckedAt time.Time            `json:"checkedAt"`
 	Files     []cniconf.FileStatus `json:"files"`
+	Source    *SourceInfo          `json:"source,omitempty"`
 	Token     TokenInfo            `json:"token"`
 }
 
@@ -32,24 +34,41 @@ func (r *Report) Worst() cniconf.State {
 	return worst
 }
 
+// Token policies (--token-policy).
+const (
+	PolicyAuto  = "auto"
+	PolicyOwn   = "own"
+	PolicyGuard = "guard"
+)
+
 // Reconciler computes what the node's files should be and puts them right.
 // It is the one road every trigger takes: --once, drift, and each pass of the
 // agent's loop.
 type Reconciler struct {
-	Dir            cniconf.Dir
-	NodeName       string
+	Dir      cniconf.Dir
+	NodeName string
+	// ConfName is --cni-conf-name when given; else install-cni's
+	// CNI_CONF_NAME, else the name follows the content.
 	ConfName       string
 	KubeconfigName string
-	// TemplateFile replaces the ConfigMap's template (--cni-network-config-file).
-	TemplateFile string
 	// CA is the fallback CA for the kubeconfig (--ca-file, else the agent's own).
 	CA []byte
-	// Env looks up install-cni's environment variables.
-	Env       func(string) (string, bool)
-	ConfigMap ConfigMapSource
-	Token     TokenSource
+	// Install gives what install-cni would get.
+	Install InstallSource
+	Token   TokenSource
 	// TokenSourceName is reported when the token cannot be read.
 	TokenSourceName string
+	// ServiceAccount overrides the CNI service account (--service-account).
+	ServiceAccount string
+	// Policy is own, guard or auto (--token-policy).
+	Policy string
+	// Verdicts holds the API server's verdicts on tokens; nil offline.
+	// They are asked under policy guard, which judges by them, and, when
+	// CheckTokens is set (the agent, drift), to report the token on disk.
+	Verdicts    *VerdictCache
+	CheckTokens bool
+	// Now is the node's clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Mode says how much a reconcile may do.
@@ -66,25 +85,37 @@ const (
 // means the desired content could not be computed (every file is then
 // reported as Error and left alone) or a write failed.
 func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cniconf.Desired, error) {
-	rep := &Report{Node: r.NodeName, CheckedAt: time.Now().UTC().Truncate(time.Second), Token: TokenInfo{Source: r.TokenSourceName}}
-	want, tok, err := r.Desired(ctx)
-	if tok.Value != "" || tok.Source != "" {
-		rep.Token = tok.Info()
+	rep := &Report{Node: r.NodeName, CheckedAt: r.now().UTC().Truncate(time.Second), Token: TokenInfo{Source: r.TokenSourceName}}
+	plan, err := r.plan(ctx)
+	if plan != nil {
+		rep.Source, rep.Token = plan.source, plan.tokenInfo()
 	}
 	if err != nil {
-		err = errors.New(cniconf.Redact(err.Error(), tok.Value))
+		tok := ""
+		if plan != nil {
+			tok = plan.token.Value
+		}
+		err = errors.New(cniconf.Redact(err.Error(), tok))
 		rep.Files = r.errorStatuses(err)
 		return rep, nil, err
 	}
+	want := plan.want
 	switch mode {
 	case ModeCheck:
 		rep.Files = r.Dir.Check(want)
+		plan.describeDisk(rep, r.Dir)
 		return rep, want, fileErrors(rep.Files)
 	case ModeDryRun:
 		rep.Files, err = r.Dir.Sync(want, true)
+		plan.describeDisk(rep, r.Dir)
 		return rep, want, errors.Join(err, fileErrors(rep.Files))
 	}
 	done, err := r.Dir.Sync(want, false)
+	if r.checksTokens(plan.policy) {
+		// A token just written is checked now, so the report says
+		// whether it works.
+		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
+	}
 	// What is reported is the state after the actions: a rotated token or
 	// a rewritten file is InSync now, a kept edit is still Drifted.
 	after := r.Dir.Check(want)
@@ -96,10 +127,184 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 		}
 	}
 	rep.Files = after
+	plan.describeDisk(rep, r.Dir)
 	if err != nil {
 		return rep, want, err
 	}
 	return rep, want, fileErrors(rep.Files)
+}
+
+// checksTokens says whether this pass asks the API server about the tokens
+// on disk.
+func (r *Reconciler) checksTokens(policy string) bool {
+	return r.Verdicts != nil && (policy == PolicyGuard || r.CheckTokens)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Desired reads the inputs and renders the files they call for.
+func (r *Reconciler) Desired(ctx context.Context) (*cniconf.Desired, Token, error) {
+	p, err := r.plan(ctx)
+	if p == nil {
+		return nil, Token{}, err
+	}
+	return p.want, p.token, err
+}
+
+// pass is what one reconcile works from: the inputs, the token and the
+// policy that judges the token on disk.
+type pass struct {
+	want    *cniconf.Desired
+	token   Token
+	source  *SourceInfo
+	account Account
+	policy  string
+	manage  bool // calico-node refreshes the token itself
+	health  TokenHealth
+}
+
+// plan reads the inputs, picks the token and the policy, and renders.
+func (r *Reconciler) plan(ctx context.Context) (*pass, error) {
+	in, err := r.Install(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &pass{source: &in.Source}
+	if in.HostPath != "" && filepath.Clean(in.HostPath) != filepath.Clean(r.Dir.NetDir) {
+		return p, fmt.Errorf("DaemonSet %s writes CNI configs to the host directory %s, but this agent writes %s: set --cni-net-dir (and the agent's hostPath mount) to %s", in.Source.DaemonSet, in.HostPath, r.Dir.NetDir, in.HostPath)
+	}
+	inConf := strings.Contains(in.Template, cniconf.TokenPlaceholder)
+	p.account = Account{Namespace: in.Namespace, Name: in.CNIServiceAccount}
+	if r.ServiceAccount != "" {
+		p.account.Name = r.ServiceAccount
+	}
+	p.policy = r.Policy
+	if p.policy == "" || p.policy == PolicyAuto {
+		p.policy = PolicyOwn
+		if in.ManageCNI && !inConf {
+			p.policy = PolicyGuard
+		}
+	}
+	p.manage = in.ManageCNI && !inConf
+	tok, err := r.Token.Token(ctx, TokenNeed{Account: p.account, InConf: inConf})
+	p.token = tok
+	if err != nil {
+		return p, err
+	}
+	if p.account.Name == "" && tok.Source == SourceFile {
+		// Offline with nothing naming the account: the token says whose
+		// it is.
+		p.account = accountOf(ParseClaims(tok.Value).Subject, p.account)
+	}
+	p.health = TokenHealth{Subject: p.account.Subject(), Now: r.Now}
+	if r.Verdicts != nil {
+		p.health.Verdict = r.Verdicts.Known
+	}
+	if p.policy == PolicyGuard {
+		if ok, why := p.health.Judge(tok.Value); !ok && !strings.Contains(why, "rejected") {
+			return p, fmt.Errorf("the %s token cannot repair the node's token: it is %s (policy guard)", tokenOrigin(tok), why)
+		}
+	}
+	ca := tok.CA
+	if len(ca) == 0 {
+		ca = r.CA
+	}
+	confName := r.ConfName
+	if confName == "" && in.Env != nil {
+		confName, _ = in.Env("CNI_CONF_NAME")
+	}
+	inputs := &cniconf.Inputs{
+		Template: in.Template, Env: in.Env, NodeName: r.NodeName, NetDir: r.Dir.NetDir, KubeconfigDir: in.KubeconfigDir,
+		KubeconfigName: r.KubeconfigName, VethMTU: in.VethMTU, EtcdEndpoints: in.EtcdEndpoints, Token: tok.Value, CA: ca,
+	}
+	want, err := cniconf.BuildDesired(inputs, confName)
+	if err != nil {
+		return p, fmt.Errorf("render the template from %s: %w", describeSource(in.Source), err)
+	}
+	if r.checksTokens(p.policy) {
+		// The API server's word on the tokens on disk, asked when a token
+		// is new and every period: what policy guard judges by.
+		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
+	}
+	if p.policy == PolicyGuard {
+		want.SetTokenJudge(p.health.Judge)
+	}
+	p.want = want
+	return p, nil
+}
+
+// tokenOrigin names where a token came from, for errors.
+func tokenOrigin(t Token) string {
+	switch {
+	case t.File != "":
+		return "--token-file " + t.File
+	case t.Secret != "":
+		return "Secret " + t.Secret
+	default:
+		return t.Source
+	}
+}
+
+func describeSource(s SourceInfo) string {
+	switch {
+	case s.Pod != "":
+		return "pod " + s.Pod + " of DaemonSet " + s.DaemonSet
+	case s.DaemonSet != "":
+		return "DaemonSet " + s.DaemonSet
+	case len(s.ConfigMaps) > 0:
+		return "ConfigMap " + strings.Join(s.ConfigMaps, ", ")
+	case s.File != "":
+		return s.File
+	default:
+		return "the inputs"
+	}
+}
+
+// tokenInfo is the report's token section. Under policy guard the claims
+// and verdict are those of the token on disk (filled by describeDisk).
+func (p *pass) tokenInfo() TokenInfo {
+	info := p.token.Info()
+	info.Policy = p.policy
+	if p.account.Name != "" {
+		info.ServiceAccount = p.account.Namespace + "/" + p.account.Name
+	}
+	info.ManagedBy = "calico-cni-sync"
+	if p.manage {
+		info.ManagedBy = "calico-node"
+	}
+	return info
+}
+
+// describeDisk fills the token section's verdict on the tokens the node's
+// files hold (false when any is rejected) and, under policy guard, the
+// claims of the token on disk.
+func (p *pass) describeDisk(rep *Report, dir cniconf.Dir) {
+	if p.want == nil {
+		return
+	}
+	tokens := dir.TokensOnDisk(p.want)
+	if len(tokens) == 0 {
+		return
+	}
+	if p.health.Verdict != nil {
+		for _, t := range tokens {
+			if v := p.health.Verdict(t); v != nil && (rep.Token.Accepted == nil || !*v) {
+				rep.Token.Accepted = v
+			}
+		}
+	}
+	if p.policy == PolicyGuard {
+		c := ParseClaims(tokens[0])
+		rep.Token.Subject, rep.Token.ExpiresAt = nil, c.ExpiresAt
+		if c.Subject != "" {
+			rep.Token.Subject = &c.Subject
+		}
+	}
 }
 
 // fileErrors makes a file in state Error an error of the pass: an Error is
@@ -112,43 +317,6 @@ func fileErrors(files []cniconf.FileStatus) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Desired reads the inputs and renders the files they call for.
-func (r *Reconciler) Desired(ctx context.Context) (*cniconf.Desired, Token, error) {
-	cm, err := r.ConfigMap(ctx)
-	if err != nil {
-		return nil, Token{}, err
-	}
-	template := cm.Data[KeyTemplate]
-	if r.TemplateFile != "" {
-		data, err := os.ReadFile(r.TemplateFile)
-		if err != nil {
-			return nil, Token{}, fmt.Errorf("read --cni-network-config-file: %w", err)
-		}
-		template = string(data)
-	}
-	if template == "" {
-		return nil, Token{}, errNoTemplate
-	}
-	tok, err := r.Token.Token(ctx)
-	if err != nil {
-		return nil, Token{Source: r.TokenSourceName}, err
-	}
-	ca := tok.CA
-	if len(ca) == 0 {
-		ca = r.CA
-	}
-	in := &cniconf.Inputs{
-		Template: template, Env: r.Env, NodeName: r.NodeName, NetDir: r.Dir.NetDir,
-		KubeconfigName: r.KubeconfigName, VethMTU: cm.Data[KeyVethMTU],
-		EtcdEndpoints: cm.Data[KeyEtcdEndpoints], Token: tok.Value, CA: ca,
-	}
-	want, err := cniconf.BuildDesired(in, r.ConfName)
-	if err != nil {
-		return nil, tok, fmt.Errorf("render %s: %w", KeyTemplate, err)
-	}
-	return want, tok, nil
 }
 
 // errorStatuses reports the files that would be managed as Error, without

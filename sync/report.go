@@ -32,10 +32,22 @@ const (
 	ReasonConfigRestored = "ConfigRestored"
 	ReasonRenderFailed   = "RenderFailed"
 	ReasonTokenRejected  = "TokenRejected"
+	ReasonTokenRepaired  = "TokenRepaired"
 )
 
 // restartWarning is what every drift message must say.
 const restartWarning = "direct edits are overwritten from the ConfigMap when calico-node restarts"
+
+// operatorRestartWarning says it for an operator install, where the lasting
+// change goes into the Installation resource.
+const operatorRestartWarning = "direct edits are overwritten when calico-node restarts; make a lasting change in the operator's Installation resource (kubectl edit installation default): the operator rewrites cni-config"
+
+func restartWarningFor(src *SourceInfo) string {
+	if src != nil && src.Operator {
+		return operatorRestartWarning
+	}
+	return restartWarning
+}
 
 // Reporter tells the cluster what the agent sees: the Node condition, Events
 // on the Node, and the status file. It remembers what it last said so a
@@ -100,7 +112,13 @@ func (r *Reporter) events(rep *Report, reconcileErr error) {
 		case cniconf.ActionWritten:
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigWritten, "wrote %s (it was %s)", f.Path, f.Found)
 		case cniconf.ActionRotated:
-			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
+			if rep.Token.Policy == PolicyGuard {
+				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRepaired,
+					"replaced the token in %s: the token there was %s; calico-node's token refresher (managed by %s) left it, so a token from %s was written",
+					f.Path, orUnknown(f.Message), rep.Token.ManagedBy, describeToken(rep.Token))
+			} else {
+				r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
+			}
 		case cniconf.ActionRestored:
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigRestored, "restored %s from the ConfigMap; the hand edit (%s) is backed up at %s",
 				f.Path, strings.Join(f.FoundPaths, ", "), f.Backup)
@@ -114,18 +132,22 @@ func (r *Reporter) events(rep *Report, reconcileErr error) {
 			if r.announced[f.Path] != key {
 				r.announced[f.Path] = key
 				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDriftDetected, "%s was edited on the node (%s): %s",
-					f.Path, strings.Join(paths, ", "), restartWarning)
+					f.Path, strings.Join(paths, ", "), restartWarningFor(rep.Source))
 			}
 		} else {
 			delete(r.announced, f.Path)
 		}
 	}
-	if reconcileErr != nil && len(rep.Files) > 0 && rep.Files[0].State == cniconf.Error {
-		if msg := rep.Files[0].Message; msg != r.renderErr {
-			r.renderErr = msg
-			r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRenderFailed, "cannot compute the CNI config, the files are left as they are: %s", msg)
+	var errMsgs []string
+	for _, f := range rep.Files {
+		if f.State == cniconf.Error {
+			errMsgs = append(errMsgs, f.Message)
 		}
-	} else if reconcileErr == nil {
+	}
+	if msg := strings.Join(errMsgs, "; "); msg != "" && msg != r.renderErr {
+		r.renderErr = msg
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRenderFailed, "cannot compute the CNI config, the files are left as they are: %s", msg)
+	} else if msg == "" && reconcileErr == nil {
 		r.renderErr = ""
 	}
 	rejected := rep.Token.Accepted != nil && !*rep.Token.Accepted
@@ -135,6 +157,13 @@ func (r *Reporter) events(rep *Report, reconcileErr error) {
 	if rep.Token.Accepted != nil {
 		r.rejected = rejected
 	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unhealthy"
+	}
+	return s
 }
 
 func describeToken(t TokenInfo) string {
@@ -180,7 +209,7 @@ func ConditionFor(rep *Report, advice string) corev1.NodeCondition {
 		c.Message = "the CNI files match the ConfigMap and the current token"
 	default:
 		c.Status, c.Reason = corev1.ConditionTrue, string(worst)
-		c.Message = strings.Join(problems, "; ") + "; " + restartWarning
+		c.Message = strings.Join(problems, "; ") + "; " + restartWarningFor(rep.Source)
 	}
 	c.Message = cniconf.Redact(c.Message)
 	return c

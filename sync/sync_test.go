@@ -85,12 +85,12 @@ func TestTokenRequesterRenewal(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
 	fail := false
-	r := NewTokenRequester(fakeTokens(&fail, now), "kube-system", "calico-node", 10*time.Hour, now)
+	r := NewTokenRequester(fakeTokens(&fail, now), 10*time.Hour, now)
 	r.jitter = func() float64 { return 0.5 } // renew with 25 % left
 	ctx := context.Background()
 	get := func() string {
 		t.Helper()
-		tok, err := r.Token(ctx)
+		tok, err := r.Token(ctx, TokenNeed{Account: Account{Namespace: "kube-system", Name: "calico-node"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,12 +120,16 @@ func TestTokenRequesterRenewal(t *testing.T) {
 		t.Fatal("renewal after the backoff")
 	}
 	r.Invalidate()
+	if d := r.NextRenewal().Sub(clock); d > minRenewal {
+		t.Fatalf("a rejected token is replaced in %v, want within %v", d, minRenewal)
+	}
+	clock = r.NextRenewal()
 	if get() != "token-3" {
 		t.Fatal("a rejected token must be replaced at once")
 	}
 	fail = true
 	clock = clock.Add(11 * time.Hour)
-	if _, err := r.Token(ctx); err == nil {
+	if _, err := r.Token(ctx, TokenNeed{Account: Account{Namespace: "kube-system", Name: "calico-node"}}); err == nil {
 		t.Fatal("an expired token that cannot be renewed must be an error")
 	}
 }
@@ -135,14 +139,43 @@ func TestTokenRequesterJitterRange(t *testing.T) {
 		clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		now := func() time.Time { return clock }
 		fail := false
-		r := NewTokenRequester(fakeTokens(&fail, now), "kube-system", "calico-node", 100*time.Minute, now)
+		r := NewTokenRequester(fakeTokens(&fail, now), 100*time.Minute, now)
 		r.jitter = func() float64 { return j }
-		if _, err := r.Token(context.Background()); err != nil {
+		if _, err := r.Token(context.Background(), TokenNeed{Account: Account{Namespace: "kube-system", Name: "calico-node"}}); err != nil {
 			t.Fatal(err)
 		}
 		left := clock.Add(100 * time.Minute).Sub(r.NextRenewal())
 		if left < 20*time.Minute || left > 30*time.Minute {
 			t.Fatalf("jitter %v leaves %v, want 20–30 %% of 100m", j, left)
+		}
+	}
+}
+
+// TestTokenRequesterIgnoresServerClock: a server clock far ahead of or
+// behind the node's never makes a token look expired at birth; renewals
+// keep to the granted lifetime on the node's clock and never come faster
+// than the floor.
+func TestTokenRequesterIgnoresServerClock(t *testing.T) {
+	for _, skew := range []time.Duration{-48 * time.Hour, 48 * time.Hour} {
+		clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		now := func() time.Time { return clock }
+		server := func() time.Time { return clock.Add(skew) }
+		fail := false
+		r := NewTokenRequester(fakeTokens(&fail, server), time.Hour, now)
+		r.jitter = func() float64 { return 0.5 }
+		requests := 0
+		for i := 0; i < 600; i++ { // ten minutes of passes, one a second
+			before := r.NextRenewal()
+			if _, err := r.Token(context.Background(), TokenNeed{Account: Account{Namespace: "kube-system", Name: "calico-node"}}); err != nil {
+				t.Fatal(err)
+			}
+			if !r.NextRenewal().Equal(before) {
+				requests++
+			}
+			clock = clock.Add(time.Second)
+		}
+		if requests != 1 {
+			t.Fatalf("skew %v: %d token requests in ten minutes, want 1", skew, requests)
 		}
 	}
 }

@@ -34,22 +34,35 @@ type Claims struct {
 	ExpiresAt *time.Time
 }
 
-// ParseClaims reads the subject and expiry of a JWT; a token that is not a
-// JWT gives empty claims.
-func ParseClaims(token string) Claims {
+// jwtClaims are the claims of a service-account token the agent reads.
+type jwtClaims struct {
+	Sub string   `json:"sub"`
+	Exp *float64 `json:"exp"`
+	Iat *float64 `json:"iat"`
+}
+
+// parseJWT reads a JWT's claims without verifying it.
+func parseJWT(token string) (jwtClaims, bool) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return Claims{}
+		return jwtClaims{}, false
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
-		return Claims{}
+		return jwtClaims{}, false
 	}
-	var c struct {
-		Sub string   `json:"sub"`
-		Exp *float64 `json:"exp"`
-	}
+	var c jwtClaims
 	if json.Unmarshal(payload, &c) != nil {
+		return jwtClaims{}, false
+	}
+	return c, true
+}
+
+// ParseClaims reads the subject and expiry of a JWT; a token that is not a
+// JWT gives empty claims.
+func ParseClaims(token string) Claims {
+	c, ok := parseJWT(token)
+	if !ok {
 		return Claims{}
 	}
 	out := Claims{Subject: c.Sub}
@@ -62,11 +75,31 @@ func ParseClaims(token string) Claims {
 
 // TokenInfo is the token section of a drift report: never the token itself.
 type TokenInfo struct {
-	Source    string     `json:"source"`
-	Secret    string     `json:"secret"`
-	Subject   *string    `json:"subject"`
-	ExpiresAt *time.Time `json:"expiresAt"`
-	Accepted  *bool      `json:"accepted"`
+	Source         string     `json:"source"`
+	Secret         string     `json:"secret"`
+	Policy         string     `json:"policy"`
+	ServiceAccount string     `json:"serviceAccount"`
+	ManagedBy      string     `json:"managedBy"`
+	Subject        *string    `json:"subject"`
+	ExpiresAt      *time.Time `json:"expiresAt"`
+	Accepted       *bool      `json:"accepted"`
+}
+
+// Account is a service account.
+type Account struct{ Namespace, Name string }
+
+// Subject is the user name the API server gives the account's tokens.
+func (a Account) Subject() string {
+	return "system:serviceaccount:" + a.Namespace + ":" + a.Name
+}
+
+// accountOf reads a service-account subject; def when it is not one.
+func accountOf(subject string, def Account) Account {
+	parts := strings.Split(subject, ":")
+	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" {
+		return def
+	}
+	return Account{Namespace: parts[2], Name: parts[3]}
 }
 
 // Info describes a token for reports.

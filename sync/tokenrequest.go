@@ -13,70 +13,86 @@ import (
 )
 
 // NewTokenRequester gives bound tokens from the TokenRequest API for the
-// service account. now is injectable for tests; nil means time.Now.
-func NewTokenRequester(client kubernetes.Interface, namespace, serviceAccount string, ttl time.Duration, now func() time.Time) *TokenRequester {
+// CNI service account. now is injectable for tests; nil means time.Now.
+func NewTokenRequester(client kubernetes.Interface, ttl time.Duration, now func() time.Time) *TokenRequester {
 	if now == nil {
 		now = time.Now
 	}
-	return &TokenRequester{client: client, namespace: namespace, serviceAccount: serviceAccount, ttl: ttl, now: now, jitter: rand.Float64}
+	return &TokenRequester{client: client, ttl: ttl, now: now, jitter: rand.Float64}
 }
+
+// minRenewal is the least time between two token requests, whatever a
+// token's claims, the clocks or the API server's verdicts say: no skew or
+// broken server can make a hot loop.
+const minRenewal = 10 * time.Second
 
 // TokenRequester keeps one bound token and renews it when 20–30 % of its
 // lifetime is left, the moment drawn per process so a cluster's nodes do not
 // renew at once; at once when the API server rejected it; and, when renewal
 // fails, again with backoff while the current token is still valid.
 type TokenRequester struct {
-	client         kubernetes.Interface
-	namespace      string
-	serviceAccount string
-	ttl            time.Duration
-	now            func() time.Time
-	jitter         func() float64
+	client  kubernetes.Interface
+	account Account
+	ttl     time.Duration
+	now     func() time.Time
+	jitter  func() float64
 
-	mu       gosync.Mutex
-	cur      Token
-	expires  time.Time
-	renewAt  time.Time
-	failures int
+	mu          gosync.Mutex
+	lastRequest time.Time
+	cur         Token
+	expires     time.Time
+	renewAt     time.Time
+	failures    int
 }
 
-// Token returns the current token, renewing it when due.
-func (r *TokenRequester) Token(ctx context.Context) (Token, error) {
+// Token returns the current token for the need's account, renewing it when
+// due.
+//
+// The schedule is kept on the node's clock alone: the lifetime is the one
+// granted (the TokenRequest's expirationSeconds), counted from the moment of
+// the request, never the server's expiry timestamp, so a server clock ahead
+// of or behind the node cannot make a token look expired at birth.
+func (r *TokenRequester) Token(ctx context.Context, need TokenNeed) (Token, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if need.Account != r.account {
+		r.account, r.cur, r.renewAt, r.expires = need.Account, Token{}, time.Time{}, time.Time{}
+	}
 	now := r.now()
 	if r.cur.Value != "" && now.Before(r.renewAt) {
 		return r.cur, nil
 	}
-	tok, exp, err := r.request(ctx)
+	r.lastRequest = now
+	tok, lifetime, err := r.request(ctx)
 	if err != nil {
 		r.failures++
 		backoff := min(time.Duration(1<<min(r.failures, 6))*time.Second, time.Minute)
 		if r.cur.Value != "" && now.Before(r.expires) {
-			r.renewAt = now.Add(backoff)
+			r.renewAt = now.Add(max(backoff, minRenewal))
 			return r.cur, nil // still valid: keep it and retry soon
 		}
 		return Token{}, err
 	}
 	r.failures = 0
-	lifetime := exp.Sub(now)
-	r.cur, r.expires = tok, exp
-	r.renewAt = now.Add(lifetime*7/10 + time.Duration(float64(lifetime/10)*r.jitter()))
+	r.cur, r.expires = tok, now.Add(lifetime)
+	r.renewAt = now.Add(max(lifetime*7/10+time.Duration(float64(lifetime/10)*r.jitter()), minRenewal))
 	return r.cur, nil
 }
 
-func (r *TokenRequester) request(ctx context.Context) (Token, time.Time, error) {
+func (r *TokenRequester) request(ctx context.Context) (Token, time.Duration, error) {
 	secs := int64(r.ttl / time.Second)
-	tr, err := r.client.CoreV1().ServiceAccounts(r.namespace).CreateToken(ctx, r.serviceAccount,
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	tr, err := r.client.CoreV1().ServiceAccounts(r.account.Namespace).CreateToken(ctx, r.account.Name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
-		return Token{}, time.Time{}, fmt.Errorf("request token for service account %s/%s: %w", r.namespace, r.serviceAccount, err)
+		return Token{}, 0, fmt.Errorf("request a token for service account %s/%s: %w", r.account.Namespace, r.account.Name, err)
 	}
-	exp := tr.Status.ExpirationTimestamp.Time
-	if exp.IsZero() {
-		exp = r.now().Add(r.ttl)
+	lifetime := r.ttl
+	if s := tr.Spec.ExpirationSeconds; s != nil && *s > 0 {
+		lifetime = time.Duration(*s) * time.Second // what the server granted
 	}
-	return Token{Value: tr.Status.Token, Source: SourceTokenRequest}, exp, nil
+	return Token{Value: tr.Status.Token, Source: SourceTokenRequest}, lifetime, nil
 }
 
 // NextRenewal is when Token will next ask for a new token.
@@ -86,9 +102,10 @@ func (r *TokenRequester) NextRenewal() time.Time {
 	return r.renewAt
 }
 
-// Invalidate forgets the token: the API server rejected it.
+// Invalidate asks for a new token as soon as the floor between requests
+// allows: the API server rejected this one.
 func (r *TokenRequester) Invalidate() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.renewAt = time.Time{}
+	r.renewAt = r.lastRequest.Add(minRenewal)
 }

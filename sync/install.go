@@ -1,0 +1,304 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
+)
+
+// Input sources (--source).
+const (
+	SourceAuto      = "auto"
+	SourceDaemonSet = "daemonset"
+	SourceConfigMap = "configmap"
+)
+
+// Install is what install-cni would get if calico-node restarted now: the
+// template, the environment it renders with, and where both came from.
+type Install struct {
+	Template string
+	// Env is install-cni's environment (source daemonset) or the agent's
+	// own (source configmap).
+	Env func(string) (string, bool)
+	// VethMTU and EtcdEndpoints are calico-config's keys, used when CNI_MTU
+	// and ETCD_ENDPOINTS are unset (source configmap).
+	VethMTU, EtcdEndpoints string
+	// KubeconfigDir is install-cni's CNI_NET_DIR, the directory named in
+	// __KUBECONFIG_FILEPATH__ (source daemonset); "" is the agent's own.
+	KubeconfigDir string
+	// HostPath is the DaemonSet's host directory for CNI configs, to be
+	// checked against the directory the agent writes.
+	HostPath string
+	// CNIServiceAccount is the account whose token the CNI plugin uses,
+	// in Namespace.
+	CNIServiceAccount string
+	Namespace         string
+	// ManageCNI: calico-node refreshes the CNI token itself (its
+	// CALICO_MANAGE_CNI is not "false").
+	ManageCNI bool
+	Source    SourceInfo
+}
+
+// SourceInfo says where the inputs came from, as reports show it.
+type SourceInfo struct {
+	Kind       string   `json:"kind"`
+	DaemonSet  string   `json:"daemonset,omitempty"`
+	Container  string   `json:"container,omitempty"`
+	Pod        string   `json:"pod,omitempty"`
+	ConfigMaps []string `json:"configMaps"`
+	File       string   `json:"file,omitempty"`
+	// Operator: the tigera operator renders the DaemonSet and cni-config;
+	// a lasting change is made in its Installation resource.
+	Operator bool `json:"-"`
+}
+
+// InstallSource gives the current inputs.
+type InstallSource func(ctx context.Context) (*Install, error)
+
+// InstallFromConfigMap is source configmap: the template from key of the
+// ConfigMap (or templateFile), the rest from the agent's environment. The
+// CNI service account is calico-cni-plugin when accounts says it exists in
+// the ConfigMap's namespace (Calico v3.26+), else calico-node; with no
+// accounts (offline) it is left to the token's own subject.
+func InstallFromConfigMap(cm ConfigMapSource, key, templateFile string, env func(string) (string, bool), accounts installcni.Lookup, info SourceInfo) InstallSource {
+	return func(ctx context.Context) (*Install, error) {
+		c, err := cm(ctx)
+		if err != nil {
+			return nil, err
+		}
+		template := c.Data[key]
+		if templateFile != "" {
+			data, err := os.ReadFile(templateFile)
+			if err != nil {
+				return nil, fmt.Errorf("read --cni-network-config-file: %w", err)
+			}
+			template = string(data)
+		}
+		if template == "" {
+			return nil, fmt.Errorf("ConfigMap %s/%s has no %s key and no --cni-network-config-file was given", c.Namespace, c.Name, key)
+		}
+		ns := c.Namespace
+		if ns == "" {
+			ns = "kube-system"
+		}
+		in := &Install{Template: template, Env: env, VethMTU: c.Data[KeyVethMTU], EtcdEndpoints: c.Data[KeyEtcdEndpoints],
+			Namespace: ns, ManageCNI: true, Source: info}
+		in.Source.ConfigMaps = []string{}
+		if c.Name != "" && in.Source.File == "" {
+			in.Source.ConfigMaps = []string{ns + "/" + c.Name}
+		}
+		if accounts != nil {
+			in.CNIServiceAccount = "calico-node"
+			if ok, err := accounts.ServiceAccountExists(ns, "calico-cni-plugin"); err != nil {
+				return nil, err
+			} else if ok {
+				in.CNIServiceAccount = "calico-cni-plugin"
+			}
+		}
+		return in, nil
+	}
+}
+
+// Cluster is what source daemonset reads: the DaemonSet, this node's pod of
+// it, and the objects its environment refers to. A missing object is nil
+// (or false) with no error; an error is a read that failed, a 403 included.
+type Cluster interface {
+	installcni.Lookup
+	DaemonSet(ctx context.Context, namespace, name string) (*appsv1.DaemonSet, error)
+	// NodePod is the pod of ds running on node, nil when there is none.
+	NodePod(ctx context.Context, ds *appsv1.DaemonSet, node string) (*corev1.Pod, error)
+}
+
+// FindDaemonSet is the DaemonSet named by --calico-daemonset, else the first
+// of installcni.Candidates that exists; nil when none does.
+func FindDaemonSet(ctx context.Context, c Cluster, named string) (*appsv1.DaemonSet, error) {
+	cands := installcni.Candidates()
+	if named != "" {
+		ns, name, ok := strings.Cut(named, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("--calico-daemonset %q: want NAMESPACE/NAME", named)
+		}
+		cands = []types.NamespacedName{{Namespace: ns, Name: name}}
+	}
+	for _, n := range cands {
+		ds, err := c.DaemonSet(ctx, n.Namespace, n.Name)
+		if err != nil {
+			return nil, err
+		}
+		if ds != nil {
+			return ds, nil
+		}
+	}
+	if named != "" {
+		return nil, fmt.Errorf("DaemonSet %s not found (--calico-daemonset)", named)
+	}
+	return nil, nil
+}
+
+// InstallFromDaemonSet is source daemonset: install-cni's environment as the
+// kubelet would give it to this node's calico-node pod (else to a new pod of
+// the DaemonSet's template), with the ConfigMaps it refers to as they are now.
+func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (string, bool), file string) InstallSource {
+	return func(ctx context.Context) (*Install, error) {
+		ds, err := FindDaemonSet(ctx, c, named)
+		if err != nil {
+			return nil, err
+		}
+		if ds == nil {
+			return nil, errors.New("no calico-node DaemonSet found (looked for calico-system/calico-node, kube-system/calico-node, kube-system/canal); name it with --calico-daemonset or use --source=configmap")
+		}
+		pod, err := c.NodePod(ctx, ds, node)
+		if err != nil {
+			return nil, err
+		}
+		r, err := installcni.Resolve(installcni.Request{DaemonSet: ds, Pod: pod, NodeName: node, AgentEnv: agentEnv}, c)
+		if err != nil {
+			return nil, err
+		}
+		where := "DaemonSet " + r.DaemonSet
+		if r.Pod != "" {
+			where = "pod " + ds.Namespace + "/" + r.Pod
+		}
+		if r.Template == "" {
+			return nil, fmt.Errorf("%s: container %s has no CNI_NETWORK_CONFIG (install-cni would fall back to its built-in template; the agent never does): set it, or name the template with --cni-network-config-file", where, r.Container)
+		}
+		env := func(key string) (string, bool) {
+			if v, ok := r.Env[key]; ok {
+				return v, true
+			}
+			return agentEnv(key)
+		}
+		kubeconfigDir := r.Env["CNI_NET_DIR"]
+		if kubeconfigDir == "" {
+			kubeconfigDir = "/etc/cni/net.d"
+		}
+		return &Install{
+			Template: r.Template, Env: env, KubeconfigDir: kubeconfigDir, HostPath: r.CNINetDirHostPath,
+			CNIServiceAccount: r.CNIServiceAccount, Namespace: ds.Namespace, ManageCNI: r.ManageCNI,
+			Source: SourceInfo{Kind: SourceDaemonSet, DaemonSet: r.DaemonSet, Container: r.Container, Pod: r.Pod,
+				ConfigMaps: nonNil(r.ConfigMaps), File: file, Operator: isOperator(ds)},
+		}, nil
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// isOperator tells a DaemonSet the tigera operator renders: it lives in
+// calico-system and the operator owns it.
+func isOperator(ds *appsv1.DaemonSet) bool {
+	for _, o := range ds.OwnerReferences {
+		if o.Kind == "Installation" {
+			return true
+		}
+	}
+	return ds.Namespace == "calico-system"
+}
+
+// APICluster reads the cluster with direct requests: --once and drift.
+type APICluster struct{ Client kubernetes.Interface }
+
+// DaemonSet gets one DaemonSet.
+func (c APICluster) DaemonSet(ctx context.Context, namespace, name string) (*appsv1.DaemonSet, error) {
+	ds, err := c.Client.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get DaemonSet %s/%s: %w", namespace, name, err)
+	}
+	return ds, nil
+}
+
+// NodePod lists the pods on node in the DaemonSet's namespace (a field
+// selector: a handful of pods) and picks the DaemonSet's.
+func (c APICluster) NodePod(ctx context.Context, ds *appsv1.DaemonSet, node string) (*corev1.Pod, error) {
+	list, err := c.Client.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
+	if err != nil {
+		return nil, fmt.Errorf("list pods on node %s in %s: %w", node, ds.Namespace, err)
+	}
+	pods := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		pods[i] = &list.Items[i]
+	}
+	return PodOf(ds, pods), nil
+}
+
+// ConfigMap gets one ConfigMap.
+func (c APICluster) ConfigMap(namespace, name string) (*corev1.ConfigMap, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	cm, err := c.Client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return cm, nil
+}
+
+// ServiceAccountExists gets one ServiceAccount.
+func (c APICluster) ServiceAccountExists(namespace, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	_, err := c.Client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	return true, nil
+}
+
+// PodOf picks, among pods on one node, the running pod the DaemonSet
+// controls (its controller reference), the newest when a rolling update
+// leaves two for a moment. Pods being deleted are passed over.
+func PodOf(ds *appsv1.DaemonSet, pods []*corev1.Pod) *corev1.Pod {
+	var best *corev1.Pod
+	for _, p := range pods {
+		ref := metav1.GetControllerOf(p)
+		if ref == nil || ref.Kind != "DaemonSet" || ref.Name != ds.Name || p.Namespace != ds.Namespace || p.DeletionTimestamp != nil {
+			continue
+		}
+		if ds.UID != "" && ref.UID != "" && ref.UID != ds.UID {
+			continue
+		}
+		if best == nil || best.CreationTimestamp.Before(&p.CreationTimestamp) {
+			best = p
+		}
+	}
+	return best
+}
+
+// ManifestCluster is source daemonset offline: the objects of
+// --manifest-file. No pod runs in a manifest, so the template is used.
+type ManifestCluster struct{ *installcni.Manifest }
+
+// DaemonSet finds one in the manifest.
+func (m ManifestCluster) DaemonSet(_ context.Context, namespace, name string) (*appsv1.DaemonSet, error) {
+	return m.Manifest.DaemonSet(namespace, name), nil
+}
+
+// NodePod is always nil offline.
+func (m ManifestCluster) NodePod(context.Context, *appsv1.DaemonSet, string) (*corev1.Pod, error) {
+	return nil, nil
+}

@@ -1,0 +1,82 @@
+package sync
+
+import (
+	"context"
+	"crypto/sha256"
+	gosync "sync"
+	"time"
+)
+
+// VerdictCache keeps the API server's verdict on each token the node's files
+// held, so a token is checked at start, when it first appears, and every
+// period, not at every pass. An unknown verdict (the server did not answer)
+// never erases a known one for the same token; the token is checked again
+// sooner instead.
+type VerdictCache struct {
+	// Check asks the API server: false rejected, nil could not tell.
+	Check  func(ctx context.Context, token string) *bool
+	Period time.Duration
+	Now    func() time.Time
+
+	mu      gosync.Mutex
+	entries map[[32]byte]verdict
+}
+
+type verdict struct {
+	accepted *bool
+	at       time.Time // when it was last asked
+	known    time.Time // when the verdict was last known
+}
+
+// retryUnknown is how soon a token whose check failed is asked again.
+const retryUnknown = 30 * time.Second
+
+func (c *VerdictCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Refresh checks the tokens that are due: new ones, ones whose verdict is
+// older than Period, ones whose last check failed a while ago; with force,
+// all of them. Tokens not given are forgotten.
+func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool) {
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]verdict{}
+	}
+	now := c.now()
+	var due []string
+	keep := map[[32]byte]verdict{}
+	for _, t := range tokens {
+		k := sha256.Sum256([]byte(t))
+		e, ok := c.entries[k]
+		switch {
+		case !ok, force, e.accepted != nil && now.Sub(e.at) >= c.Period, e.accepted == nil && now.Sub(e.at) >= retryUnknown:
+			due = append(due, t)
+		}
+		keep[k] = e
+	}
+	c.entries = keep
+	c.mu.Unlock()
+	for _, t := range due {
+		v := c.Check(ctx, t)
+		k := sha256.Sum256([]byte(t))
+		c.mu.Lock()
+		e := c.entries[k]
+		e.at = c.now()
+		if v != nil {
+			e.accepted, e.known = v, e.at
+		}
+		c.entries[k] = e
+		c.mu.Unlock()
+	}
+}
+
+// Known is the last verdict known for a token, nil when none is.
+func (c *VerdictCache) Known(token string) *bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[sha256.Sum256([]byte(token))].accepted
+}
