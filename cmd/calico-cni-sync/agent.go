@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"time"
 
@@ -18,8 +17,15 @@ const wedgedAfter = 2 * time.Minute
 // finish before the agent replaces it.
 const settle = time.Second
 
+// settleParsed is how long a file that parses is left alone after a change
+// before its token is judged: calico-node writes calico-kubeconfig with a
+// plain truncate-and-write.
+const settleParsed = 100 * time.Millisecond
+
 // runAgent runs the node agent until SIGTERM or SIGINT.
-func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Writer) int {
+// Startup errors are logged, not printed: the agent's stderr is its log,
+// in --log-format.
+func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	cfg, client, err := clientFor(o)
 	if err == nil && client == nil {
 		cfg, err = restConfig(o) // the agent reports to the cluster even with file inputs
@@ -28,32 +34,40 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 		}
 	}
 	if err != nil {
-		logger.Error("cannot reach the API server", "err", err)
+		logger.Error("no API server to report to", "err", err)
 		return exitError
 	}
-	r, err := newReconciler(o, cfg, client)
+	r, err := newReconciler(ctx, o, cfg, client)
+	if err == nil {
+		err = checkWritableDirs(o, true)
+	}
 	if err != nil {
-		logger.Error("bad flags", "err", err)
+		logger.Error("cannot start", "err", err)
 		return exitError
 	}
-	r.Dir.Settle = settle
+	r.Dir.Settle, r.Dir.SettleParsed = settle, settleParsed
+	r.CheckTokens = true // the agent reports and acts on the API server's verdict
 	metrics := sync.NewMetrics()
 	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
 	events, err := newClient(rest.CopyConfig(cfg))
 	if err != nil {
-		logger.Error("cannot reach the API server", "err", err)
+		logger.Error("cannot start", "err", err)
 		return exitError
 	}
 	reporter, stopEvents := sync.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
 	agent := &sync.Agent{
-		Reconciler: r, Client: client, Config: cfg, Namespace: o.Namespace, ConfigMap: o.ConfigMap,
-		ServiceAccount: o.ServiceAccount, TokenSecret: o.TokenSecret, TokenSource: o.TokenSource, TokenFile: o.TokenFile,
+		Reconciler: r, Client: client, Config: cfg, DaemonSet: o.CalicoDaemonSet,
+		Namespace: o.Namespace, ConfigMap: o.ConfigMap, ConfigMapKey: o.ConfigMapKey, TemplateFile: o.CNINetworkConfigFile,
+		TokenSecret: o.TokenSecret, TokenSource: o.TokenSource, TokenFile: o.TokenFile, TokenTTL: o.TokenTTL,
 		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
 		Reporter: reporter, Metrics: metrics, Health: health, Logger: logger,
 	}
-	if o.ConfigMapFile != "" || o.CNINetworkConfigFile != "" {
-		agent.ConfigMapOverride = r.ConfigMap
+	if o.hasInputFile() {
+		agent.InstallOverride = r.Install
+	} else if agent.Source, err = chooseSource(ctx, o, sync.APICluster{Client: client}); err != nil {
+		logger.Error("cannot start", "err", err)
+		return exitError
 	}
 	health.Extra = agent.TokenExpired
 	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
@@ -61,7 +75,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 		logger.Error("cannot serve health and metrics", "err", err)
 		return exitError
 	}
-	logger.Info("starting", "version", version, "node", o.NodeName, "tokenSource", o.TokenSource, "http", addr.String())
+	logger.Info("starting", "version", buildVersion(version, readBuildInfo()), "node", o.NodeName, "tokenSource", o.TokenSource, "http", addr.String())
 	if err := agent.Run(ctx); err != nil {
 		logger.Error("agent stopped", "err", err)
 		return exitError
@@ -71,15 +85,18 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger, stderr io.Wr
 
 // tokenAdvice says what to do about a rejected token, per source.
 func tokenAdvice(o *Options) string {
+	const secret = "delete the service account's token Secret so the token controller issues a new one (the agent follows it)"
 	switch o.TokenSource {
 	case sync.SourceTokenRequest:
 		return "the agent requests a new token from the TokenRequest API"
 	case sync.SourceFile:
 		return "the token file " + o.TokenFile + " holds a token the API server no longer accepts; check what projects or writes it"
-	default:
+	case sync.SourceSecret:
 		if o.TokenSecret != "" {
-			return "delete the token Secret " + o.Namespace + "/" + o.TokenSecret + " so the token controller issues a new one, or unpin --token-secret"
+			return "delete the token Secret " + o.TokenSecret + " so the token controller issues a new one, or unpin --token-secret"
 		}
-		return "delete the service account's token Secret in " + o.Namespace + " so the token controller issues a new one"
+		return secret
+	default:
+		return "a TokenRequest token is renewed by the agent; for a legacy token Secret, " + secret
 	}
 }

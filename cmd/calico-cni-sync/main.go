@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,12 +12,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 )
 
-// version is stamped by -ldflags "-X main.version=...".
-var version = "dev"
+// version is stamped by -ldflags "-X main.version=..."; unset, the build
+// info stands in (see versionLine).
+var version = ""
 
 // Exit codes of the product contract.
 const (
@@ -29,54 +28,24 @@ const (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+// run is the whole program but the process: args without the program name,
+// the exit code returned.
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	opts := NewOptions()
-	fs := pflag.NewFlagSet("calico-cni-sync", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	opts.AddFlags(fs)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(stderr, "Usage:\n  calico-cni-sync [flags]          node agent\n  calico-cni-sync --once [flags]   reconcile this node once\n"+
-			"  calico-cni-sync drift [flags]    this node's state, writes nothing\n  calico-cni-sync report [flags]   every node's state\n  calico-cni-sync version\n\nFlags:\n%s", fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
+	c := &cli{opts: NewOptions(), stdout: stdout, stderr: stderr}
+	root := c.newRootCommand()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	// cobra falls back to os.Args when given nil.
+	root.SetArgs(append([]string{}, args...))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		printError(stderr, cmd, err)
 		return exitError
 	}
-	cmd := ""
-	if rest := fs.Args(); len(rest) > 1 {
-		_, _ = fmt.Fprintf(stderr, "error: unexpected arguments %q\n", rest[1:])
-		return exitError
-	} else if len(rest) == 1 {
-		cmd = rest[0]
-	}
-	opts.Complete(fs)
-	if cmd == "version" {
-		_, _ = fmt.Fprintln(stdout, "calico-cni-sync", version)
-		return exitOK
-	}
-	if err := opts.Validate(); err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitError
-	}
-	logger := newLogger(stderr, opts)
-	switch {
-	case cmd == "drift":
-		return runDrift(ctx, opts, stdout, stderr)
-	case cmd == "report":
-		return runReport(ctx, opts, stdout, stderr)
-	case cmd != "":
-		_, _ = fmt.Fprintf(stderr, "error: unknown command %q (want drift, report or version)\n", cmd)
-		return exitError
-	case opts.Once:
-		return runOnce(ctx, opts, stdout, stderr)
-	default:
-		return runAgent(ctx, opts, logger, stderr)
-	}
+	return c.code
 }
 
 // newLogger builds the one slog logger and routes client-go's klog into it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,11 +14,14 @@ import (
 
 const (
 	tokenA = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06Y2FsaWNvLW5vZGUiLCJleHAiOjQxMDI0NDQ4MDB9.c2lnbmF0dXJlQQ"
+	tokenC = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06c29tZW9uZS1lbHNlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2lnbmF0dXJlQw"
 	tokenB = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06Y2FsaWNvLW5vZGUiLCJleHAiOjQxMDI0NDQ4MDF9.c2lnbmF0dXJlQg"
 )
 
 // node is a node's directories and the offline inputs of the command.
 type node struct {
+	// extra flags for every run
+	extra                      []string
 	t                          *testing.T
 	dir, net, cm, tok, ca, bak string
 }
@@ -34,12 +38,12 @@ func newNode(t *testing.T, fixture string) *node {
 	must(t, err)
 	must(t, os.WriteFile(n.cm, src, 0o644))
 	must(t, os.WriteFile(n.tok, []byte(tokenA+"\n"), 0o600))
-	must(t, os.WriteFile(n.ca, []byte("-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"), 0o644))
+	must(t, os.WriteFile(n.ca, selfSignedCA(t), 0o644))
 	return n
 }
 
 func fixtures(t *testing.T) string {
-	p, err := filepath.Abs("../../../shared/fixtures")
+	p, err := filepath.Abs("../../test/testdata/fixtures")
 	must(t, err)
 	return p
 }
@@ -52,19 +56,26 @@ func must(t *testing.T, err error) {
 }
 
 // run runs the command as a user would, offline, and checks no token leaked.
+// The node's inputs and directories are added unless args give them.
 func (n *node) run(args ...string) (int, string) {
 	n.t.Helper()
-	base := []string{"--configmap-file", n.cm, "--token-file", n.tok, "--ca-file", n.ca, "--cni-net-dir", n.net,
-		"--state-dir", filepath.Join(n.dir, "state"), "--backup-dir", n.bak, "--node-name", "node-1"}
+	base := [][2]string{{"--configmap-file", n.cm}, {"--token-file", n.tok}, {"--ca-file", n.ca}, {"--cni-net-dir", n.net},
+		{"--state-dir", filepath.Join(n.dir, "state")}, {"--backup-dir", n.bak}, {"--node-name", "node-1"}}
+	all := append(append([]string{}, args...), n.extra...)
+	for _, b := range base {
+		if !slices.Contains(args, b[0]) {
+			all = append(all, b[0], b[1])
+		}
+	}
 	var out, errOut bytes.Buffer
-	code := run(append(args, base...), &out, &errOut)
-	all := out.String() + errOut.String()
+	code := run(all, &out, &errOut)
+	printed := out.String() + errOut.String()
 	for _, tok := range []string{tokenA, tokenB, "c2lnbmF0dXJl"} {
-		if strings.Contains(all, tok) {
+		if strings.Contains(printed, tok) {
 			n.t.Fatalf("output of %v shows a token", args)
 		}
 	}
-	return code, all
+	return code, printed
 }
 
 func (n *node) drift() (int, *sync.Report) {
@@ -114,12 +125,35 @@ func TestStatesThroughTheCommand(t *testing.T) {
 	}{
 		{name: "missing", fixture: "calico-config-v3.32.yaml", file: conflist, setup: func(n *node) {},
 			wantDrift: "Missing", wantOnce: 0, wantAfter: "InSync"},
-		{name: "stale token in the kubeconfig", fixture: "calico-config-v3.32.yaml", file: "calico-kubeconfig",
-			setup:     func(n *node) { n.once(); must(t, os.WriteFile(n.tok, []byte(tokenB), 0o600)) },
+		{name: "stale token in the kubeconfig (policy own)", fixture: "calico-config-v3.32.yaml", file: "calico-kubeconfig",
+			setup: func(n *node) {
+				n.extra = []string{"--token-policy", "own"}
+				n.once()
+				must(t, os.WriteFile(n.tok, []byte(tokenB), 0o600))
+			},
 			wantDrift: "StaleToken", wantOnce: 0, wantAfter: "InSync",
 			check: func(t *testing.T, n *node) {
 				if !strings.Contains(n.read("calico-kubeconfig"), tokenB) {
 					t.Error("kubeconfig does not hold the new token")
+				}
+			}},
+		{name: "another healthy token is current (policy guard)", fixture: "calico-config-v3.32.yaml", file: "calico-kubeconfig",
+			setup:     func(n *node) { n.once(); must(t, os.WriteFile(n.tok, []byte(tokenB), 0o600)) },
+			wantDrift: "InSync", wantOnce: 0, wantAfter: "InSync",
+			check: func(t *testing.T, n *node) {
+				if !strings.Contains(n.read("calico-kubeconfig"), tokenA) {
+					t.Error("a healthy token was replaced under policy guard")
+				}
+			}},
+		{name: "a token for another account is replaced (policy guard)", fixture: "calico-config-v3.32.yaml", file: "calico-kubeconfig",
+			setup: func(n *node) {
+				n.once()
+				n.edit("calico-kubeconfig", tokenA, tokenC)
+			},
+			wantDrift: "StaleToken", wantOnce: 0, wantAfter: "InSync",
+			check: func(t *testing.T, n *node) {
+				if !strings.Contains(n.read("calico-kubeconfig"), tokenA) {
+					t.Error("the other account's token was not replaced")
 				}
 			}},
 		{name: "stale token in a seed-era conf", fixture: "calico-config-v2.6-etcd.yaml", file: "10-calico.conf",
@@ -138,7 +172,7 @@ func TestStatesThroughTheCommand(t *testing.T) {
 			}},
 		{name: "hand edit, report policy keeps it", fixture: "calico-config-v3.32.yaml", file: conflist,
 			setup:     func(n *node) { n.once(); n.edit(conflist, `"mtu": 0,`, `"mtu": 1400,`) },
-			wantDrift: "Drifted", wantPaths: []string{"plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted",
+			wantDrift: "Drifted", wantPaths: []string{"plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted", wantBackup: 1,
 			check: func(t *testing.T, n *node) {
 				if !strings.Contains(n.read(conflist), `"mtu": 1400,`) {
 					t.Error("hand edit lost")
@@ -150,7 +184,7 @@ func TestStatesThroughTheCommand(t *testing.T) {
 				n.edit("10-calico.conf", `"log_level": "info",`, `"log_level": "debug",`)
 				must(t, os.WriteFile(n.tok, []byte(tokenB), 0o600))
 			},
-			wantDrift: "Drifted", wantPaths: []string{"log_level"}, wantOnce: 1, wantAfter: "Drifted",
+			wantDrift: "Drifted", wantPaths: []string{"log_level"}, wantOnce: 1, wantAfter: "Drifted", wantBackup: 1,
 			check: func(t *testing.T, n *node) {
 				s := n.read("10-calico.conf")
 				if !strings.Contains(s, `"log_level": "debug",`) || !strings.Contains(s, tokenB) || strings.Contains(s, tokenA) {
@@ -174,14 +208,14 @@ func TestStatesThroughTheCommand(t *testing.T) {
 				n.edit(conflist, `"log_level": "info",`, `"log_level": "debug",`)
 				n.editConfigMap(`veth_mtu: "0"`, `veth_mtu: "1440"`)
 			},
-			wantDrift: "Drifted", wantPaths: []string{"plugins.0.log_level", "plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted"},
+			wantDrift: "Drifted", wantPaths: []string{"plugins.0.log_level", "plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted", wantBackup: 1},
 		{name: "first run, file differs: drifted", fixture: "calico-config-v3.32.yaml", file: conflist,
 			setup: func(n *node) {
 				n.once()
 				must(t, os.RemoveAll(filepath.Join(n.dir, "state")))
 				n.editConfigMap(`veth_mtu: "0"`, `veth_mtu: "1440"`)
 			},
-			wantDrift: "Drifted", wantPaths: []string{"plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted"},
+			wantDrift: "Drifted", wantPaths: []string{"plugins.0.mtu"}, wantOnce: 1, wantAfter: "Drifted", wantBackup: 1},
 		{name: "white space and key order are no difference", fixture: "calico-config-v3.32.yaml", file: conflist,
 			setup: func(n *node) {
 				n.once()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -74,27 +73,22 @@ func nodeStates(ctx context.Context, client kubernetes.Interface) ([]NodeState, 
 }
 
 // runReport prints every node's state.
-func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
+func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	cfg, err := restConfig(o)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitError
+		return exitError, err
 	}
 	client, err := newClient(cfg)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitError
+		return exitError, err
 	}
 	rows, err := nodeStates(ctx, client)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitError
+		return exitError, err
 	}
 	if o.Output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"nodes": rows}); err != nil {
-			return exitError
+		if err := printJSON(stdout, map[string]any{"nodes": rows}); err != nil {
+			return exitError, err
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -110,8 +104,8 @@ func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) int {
 	}
 	for _, r := range rows {
 		if r.State != string(cniconf.InSync) {
-			return exitDrift
+			return exitDrift, nil
 		}
 	}
-	return exitOK
+	return exitOK, nil
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runArgs runs the command with no node around it.
+func runArgs(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// noKubeconfig makes kubectl's loading rules find nothing, whatever the
+// machine has in ~/.kube.
+func noKubeconfig(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent"))
+}
+
+func TestHelpGoesToStdout(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-h"}, []string{"calico-cni-sync [flags]", "--once --dry-run --node-name node-1",
+			"--once --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1",
+			"Exit codes:", "--once  0 the files are current", "Environment:", "KUBECONFIG", "CNI_MTU", "SKIP_TLS_VERIFY", "drift", "render"}},
+		{[]string{"--help"}, []string{"calico-cni-sync [flags]", "Available Commands:"}},
+		{[]string{"help"}, []string{"calico-cni-sync [flags]", "Available Commands:"}},
+		{[]string{"help", "drift"}, []string{"calico-cni-sync drift [flags]", "drift --node-name node-1", "Exit codes:", "1  any other state", "CNI_NET_DIR"}},
+		{[]string{"drift", "-h"}, []string{"calico-cni-sync drift [flags]", "writes nothing"}},
+		{[]string{"drift", "--help", "--node-name", "x"}, []string{"calico-cni-sync drift [flags]"}},
+		{[]string{"render", "--help"}, []string{"calico-cni-sync render [flags]", "--show-token", `"# <path>"`, "Exit codes:"}},
+		{[]string{"help", "report"}, []string{"calico-cni-sync report [flags]", "1  any node not", "KUBECONFIG"}},
+		{[]string{"version", "--help"}, []string{"VCS revision"}},
+		{[]string{"completion", "bash"}, []string{"bash completion"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runArgs(tc.args...)
+			if code != 0 || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	// The render-only flag is render's alone.
+	if _, out, _ := runArgs("drift", "--help"); strings.Contains(out, "--show-token") {
+		t.Error("drift's help lists --show-token")
+	}
+}
+
+// TestUsageErrorsAreOneLine: a mistake on the command line is one line on
+// stderr that names it and points at --help, exit 2, nothing on stdout.
+func TestUsageErrorsAreOneLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"--verison"}, []string{"--verison", "the version command"}},
+		{[]string{"--once", "--dry"}, []string{"--dry", "did you mean --dry-run"}},
+		{[]string{"--resync-period", "soon"}, []string{"--resync-period", `"soon"`}},
+		{[]string{"--once", "--token-ttl"}, []string{"--token-ttl"}},
+		{[]string{"-x"}, []string{"'x'"}},
+		{[]string{"bogus"}, []string{`unknown command "bogus"`}},
+		{[]string{"dirft"}, []string{`unknown command "dirft"`, "did you mean drift"}},
+		{[]string{"drift", "extra"}, []string{`"extra"`, "drift"}},
+		{[]string{"help", "bogus"}, []string{`"bogus"`}},
+		{[]string{"drift", "--once"}, []string{"--once cannot be used with drift"}},
+		{[]string{"--once", "drift"}, []string{"--once cannot be used with drift"}},
+		{[]string{"drift", "--dry-run"}, []string{"--dry-run cannot be used with drift"}},
+		{[]string{"render", "--once"}, []string{"--once cannot be used with render"}},
+		{[]string{"report", "--once"}, []string{"--once cannot be used with report"}},
+		{[]string{"drift", "--show-token"}, []string{"--show-token cannot be used with drift", "render"}},
+		{[]string{"version", "--node-name", "n"}, []string{"--node-name cannot be used with version"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runArgs(tc.args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if out != "" {
+				t.Errorf("stdout: %q", out)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "--help'") {
+				t.Errorf("want one line with a hint to --help, got %q", errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q: %q", w, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestMeaninglessCombinations: flags that contradict each other are
+// refused, naming both.
+func TestMeaninglessCombinations(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--dry-run"}, []string{"--dry-run", "--once"}},
+		{[]string{"-o", "json"}, []string{"-o", "--once"}},
+		{[]string{"--once", "--token-file", "t", "--token-source", "secret"}, []string{"--token-file", "--token-source=secret"}},
+		{[]string{"drift", "--token-file", "t", "--token-source", "tokenrequest"}, []string{"--token-file", "--token-source=tokenrequest"}},
+		{[]string{"--once", "--token-secret", "s", "--token-source", "tokenrequest"}, []string{"--token-secret", "--token-source=secret"}},
+		{[]string{"--once", "--token-secret", "s", "--token-file", "t"}, []string{"--token-secret", "--token-source=secret", "file"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			noKubeconfig(t)
+			code, _, errOut := runArgs(tc.args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q: %q", w, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestErrorsArePrintedOnce: a file in Error and the command's error are one
+// message, printed once, in text and in --once's report alike.
+func TestErrorsArePrintedOnce(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	n.editConfigMap("cni_network_config:", "other_key:")
+	for _, args := range [][]string{{"--once"}, {"--once", "--dry-run"}, {"drift"}, {"render"}} {
+		code, out := n.run(args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		if c := strings.Count(out, "no cni_network_config"); c != 1 {
+			t.Errorf("%v: the error is printed %d times:\n%s", args, c, out)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import "strings"
+
+// The help of each command: what it is for, how the README's recipes call
+// it, its exit codes and the environment it reads. Kept apart from the
+// wiring in commands.go, as prose.
+
+// Annotations a command's help prints after its flags (see usageExtras).
+const (
+	annExitCodes = "exitCodes"
+	annEnv       = "environment"
+)
+
+// usageExtras prints a command's exit codes and environment after its flags.
+const usageExtras = `{{with index .Annotations "exitCodes"}}
+
+Exit codes:
+{{. | trimTrailingWhitespaces}}{{end}}{{with index .Annotations "environment"}}
+
+Environment:
+{{. | trimTrailingWhitespaces}}{{end}}`
+
+// withExtras puts usageExtras into cobra's usage template before its last
+// line, the pointer to the subcommands' help, or at the end.
+func withExtras(tmpl string) string {
+	const last = `{{if .HasAvailableSubCommands}}
+
+Use "`
+	if i := strings.LastIndex(tmpl, last); i >= 0 {
+		return tmpl[:i] + usageExtras + tmpl[i:]
+	}
+	return strings.TrimRight(tmpl, "\n") + usageExtras + "\n"
+}
+
+const rootLong = `calico-cni-sync keeps Calico's CNI config (10-calico.conflist or 10-calico.conf) and
+calico-kubeconfig on this node equal to what Calico's install-cni would write now, from the
+calico-config ConfigMap and the current service-account token, and reports a hand edit instead
+of losing it.
+
+Without a command it is the node agent: it watches the ConfigMap, the token and the CNI
+directory and reconciles until SIGTERM. With --once it reconciles this node once and exits: the
+repair of a broken node, online with a kubeconfig, or offline (no API server) with
+--configmap-file (or --cni-network-config-file), --token-file and --ca-file.`
+
+const rootExample = `  # What --once would change on node-1, as a diff; writes nothing
+  calico-cni-sync --once --dry-run --node-name node-1
+
+  # Put node-1's files right
+  calico-cni-sync --once --node-name node-1
+
+  # The same offline, when the node cannot reach the API server: bring the inputs along
+  #   kubectl -n kube-system get configmap calico-config -o yaml > calico-config.yaml
+  #   kubectl -n kube-system create token calico-node > token
+  KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
+    calico-cni-sync --once --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`
+
+const rootExitCodes = `  agent   0 after SIGTERM or SIGINT; 2 when it cannot start
+  --once  0 the files are current (written or already so); 1 a hand edit was left in place
+          (--on-drift=report) or, with --dry-run, something would change; 2 an error
+`
+
+// nodeEnv is what the commands that render a node's files read from the
+// environment: the flags' defaults and what install-cni reads.
+const nodeEnv = `  KUBECONFIG                          the tool's own kubeconfig, as for kubectl
+  KUBERNETES_NODE_NAME, NODE_NAME     this node (--node-name)
+  CNI_NET_DIR, CNI_CONF_NAME          --cni-net-dir, --cni-conf-name
+  KUBERNETES_SERVICE_PROTOCOL, KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT
+                                      the API address written into the files
+  SKIP_TLS_VERIFY                     true: the kubeconfig skips TLS verification
+  LOG_LEVEL, LOG_FILE_PATH, LOG_FILE_MAX_SIZE, LOG_FILE_MAX_AGE, LOG_FILE_MAX_COUNT,
+  DATASTORE_TYPE, CNI_MTU, ETCD_ENDPOINTS, ETCD_DISCOVERY_SRV, CALICO_API_GROUP, REQUIRE_MTU_FILE
+                                      read as install-cni reads them
+`
+
+const driftLong = `drift compares this node's files with what install-cni would write now and prints each file's
+state (InSync, Missing, StaleToken, Outdated, Drifted, Corrupt, Shadowed or Error), the JSON
+paths that differ and a diff, tokens shown as <token sha256:...>. It writes nothing. It reads
+the same inputs as --once, online or offline.`
+
+const driftExample = `  # What is wrong on node-1
+  calico-cni-sync drift --node-name node-1
+
+  # The same as a JSON document
+  calico-cni-sync drift --node-name node-1 -o json
+
+  # Offline, with no API server
+  calico-cni-sync drift --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`
+
+const driftExitCodes = `  0  every file InSync
+  1  any other state, or the API server rejects the token the files hold
+  2  an error
+`
+
+const renderLong = `render prints the files install-cni would write now, each after a "# <path>" line, with the
+token shown as <token sha256:...> unless --show-token. It writes nothing and reads the same
+inputs as drift. The text output ends each file with a newline; -o json gives each file's exact
+content: {"files": [{"path", "content"}]}.`
+
+const renderExample = `  # The files for node-1
+  calico-cni-sync render --node-name node-1
+
+  # Offline, from the ConfigMap manifest and a token file
+  calico-cni-sync render --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`
+
+const renderExitCodes = `  0  printed
+  2  an error: the files cannot be rendered from the inputs
+`
+
+const reportLong = `report lists every node's state from its CalicoCNIConfigDrift Node condition, problems first.
+A node without the condition is Unknown.`
+
+const reportExample = `  calico-cni-sync report
+  calico-cni-sync report -o json`
+
+const reportExitCodes = `  0  every node InSync
+  1  any node not
+  2  an error
+`
