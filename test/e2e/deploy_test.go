@@ -19,12 +19,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// The kustomizations under test: the base and its two overlays.
+// The kustomizations under test: the base and its overlays.
 const (
-	manifestsBase   = "../../manifests"
-	manifestsPinned = "../../manifests/overlays/pinned-secret"
-	manifestsTokenR = "../../manifests/overlays/tokenrequest"
-	pinnedSecret    = "calico-node-token" // the name overlays/pinned-secret grants
+	manifestsBase     = "../../manifests"
+	manifestsOperator = "../../manifests/overlays/operator"
+	manifestsLegacy   = "../../manifests/overlays/legacy-secret"
+	manifestsPinned   = "../../manifests/overlays/pinned-secret"
+	pinnedSecret      = "calico-node-token" // the name overlays/pinned-secret grants
 )
 
 // kubectl runs the control plane's kubectl (test/bin) as admin.
@@ -59,13 +60,15 @@ func deploy(t *testing.T, ctx context.Context, dir string) []string {
 }
 
 // newSystemEnv is newEnv in kube-system, where the manifests grant:
-// calico-config, the calico-node ServiceAccount with its token Secret under
-// the name overlays/pinned-secret pins, and a Node. All removed at cleanup.
-func newSystemEnv(t *testing.T) *env {
+// calico-config (the given fixture), the calico-node ServiceAccount with its
+// token Secret under the name overlays/pinned-secret pins, and a Node. All
+// removed at cleanup.
+func newSystemEnv(t *testing.T, fixture string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	e := &env{t: t, ctx: ctx, client: cp.Client, ns: "kube-system", node: fmt.Sprintf("deploy-node-%d", seq.Add(1)), dir: t.TempDir()}
+	// bare: the agent runs as the manifests run it, with no input flags.
+	e := &env{t: t, ctx: ctx, client: cp.Client, ns: "kube-system", node: fmt.Sprintf("deploy-node-%d", seq.Add(1)), dir: t.TempDir(), bare: true}
 	e.net = filepath.Join(e.dir, "net.d")
 	must(t, os.MkdirAll(e.net, 0o755))
 	core := cp.Client.CoreV1()
@@ -80,9 +83,46 @@ func newSystemEnv(t *testing.T) *env {
 	must(t, err)
 	_, err = core.ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
 	must(t, err)
-	e.applyFixture("calico-config-v3.32.yaml")
+	e.applyFixture(fixture)
 	e.secret = e.populatedTokenSecret(pinnedSecret)
 	return e
+}
+
+// installCalico applies a whole Calico install from the fixtures (its
+// DaemonSet, ConfigMaps, ServiceAccounts and RBAC) as an operator would,
+// with the DaemonSet's CNI hostPath pointed at this env's directory: the
+// agent refuses to write anywhere else than where install-cni writes. It is
+// deleted at cleanup.
+func (e *env) installCalico(fixture string) {
+	e.t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", "fixtures", "installs", fixture))
+	must(e.t, err)
+	manifest := strings.ReplaceAll(string(raw), "path: /etc/cni/net.d", "path: "+e.net)
+	// The operator writes the API address into the DaemonSet: this cluster's,
+	// on loopback, never the fixture's real cluster address.
+	host, port, _ := strings.Cut(cp.Host(), ":")
+	manifest = strings.ReplaceAll(manifest, "value: 10.96.0.1\n", "value: "+host+"\n")
+	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
+	path := filepath.Join(e.t.TempDir(), fixture)
+	must(e.t, os.WriteFile(path, []byte(manifest), 0o600))
+	admin := filepath.Join(e.t.TempDir(), "admin.kubeconfig")
+	must(e.t, cp.WriteKubeconfig(admin, cp.Config))
+	if strings.Contains(manifest, "namespace: calico-system") {
+		_, err := cp.Client.CoreV1().Namespaces().Create(e.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "calico-system"}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			e.t.Fatal(err)
+		}
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, err := kubectl(ctx, admin, "delete", "--ignore-not-found", "--wait=false", "-f", path); err != nil {
+			e.t.Errorf("kubectl delete -f %s: %v\n%s", fixture, err, out)
+		}
+	})
+	if out, err := kubectl(e.ctx, admin, "apply", "--server-side", "--force-conflicts", "--field-manager", "calico-install", "-f", path); err != nil {
+		e.t.Fatalf("kubectl apply --server-side -f %s: %v\n%s", fixture, err, out)
+	}
 }
 
 // populatedTokenSecret creates a token Secret for calico-node and waits until
@@ -125,7 +165,7 @@ func (e *env) asManifestsServiceAccount() kubernetes.Interface {
 	sa, err := kubernetes.NewForConfig(cp.ConfigForToken(tok))
 	must(e.t, err)
 	e.eventually(30*time.Second, "RBAC of the manifests in effect", func() error {
-		_, err := sa.CoreV1().ConfigMaps(e.ns).Get(e.ctx, "calico-config", metav1.GetOptions{})
+		_, err := sa.CoreV1().Nodes().Get(e.ctx, e.node, metav1.GetOptions{})
 		return err
 	})
 	return sa
@@ -174,8 +214,8 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 		{"list ConfigMaps in kube-system without the name selector", func(ctx context.Context) error {
 			return errOf(c.ConfigMaps("kube-system").List(ctx, metav1.ListOptions{}))
 		}},
-		{"get calico-config in default", func(ctx context.Context) error {
-			return errOf(c.ConfigMaps("default").Get(ctx, "calico-config", metav1.GetOptions{}))
+		{"get ConfigMap default/other", func(ctx context.Context) error {
+			return errOf(c.ConfigMaps("default").Get(ctx, "other", metav1.GetOptions{}))
 		}},
 		{"update calico-config", func(ctx context.Context) error {
 			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "calico-config", Namespace: "kube-system"}}
@@ -200,8 +240,15 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 			return err
 		}},
 		{"list Events in default", func(ctx context.Context) error { return errOf(c.Events("default").List(ctx, metav1.ListOptions{})) }},
-		{"list Pods in kube-system", func(ctx context.Context) error { return errOf(c.Pods("kube-system").List(ctx, metav1.ListOptions{})) }},
+		{"list Pods in default", func(ctx context.Context) error { return errOf(c.Pods("default").List(ctx, metav1.ListOptions{})) }},
+		{"get DaemonSet kube-system/kube-proxy", func(ctx context.Context) error {
+			return errOf(sa.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}))
+		}},
+		{"get ServiceAccount kube-system/default", func(ctx context.Context) error {
+			return errOf(c.ServiceAccounts("kube-system").Get(ctx, "default", metav1.GetOptions{}))
+		}},
 		{"request a token for kube-system/calico-cni-sync", tokenFor(sa, "kube-system", "calico-cni-sync")},
+		{"request a token for kube-system/calico-node", tokenFor(sa, "kube-system", "calico-node")},
 		{"request a token for default/default", tokenFor(sa, "default", "default")},
 	}
 }
@@ -227,11 +274,14 @@ func listSecrets(sa kubernetes.Interface, selector string) func(ctx context.Cont
 // TestManifestsApply: each kustomization is accepted by the API server, and
 // a Pod from the DaemonSet's template would be admitted on a node.
 func TestManifestsApply(t *testing.T) {
-	for _, dir := range []string{manifestsBase, manifestsPinned, manifestsTokenR} {
+	for _, dir := range []string{manifestsBase, manifestsOperator, manifestsLegacy, manifestsPinned} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			deploy(t, ctx, dir)
+			if dir == manifestsOperator {
+				calicoSystem(t, ctx)
+			}
+			args := deploy(t, ctx, dir)
 			ds, err := cp.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-cni-sync", metav1.GetOptions{})
 			must(t, err)
 			spec := ds.Spec.Template.Spec
@@ -242,6 +292,8 @@ func TestManifestsApply(t *testing.T) {
 				t.Error("want hostNetwork with dnsPolicy ClusterFirstWithHostNet")
 			case len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "":
 				t.Errorf("want one toleration of every taint, got %+v", spec.Tolerations)
+			case spec.NodeSelector["kubernetes.io/os"] != "linux":
+				t.Errorf("want nodeSelector kubernetes.io/os=linux, got %v", spec.NodeSelector)
 			case spec.PriorityClassName != "system-node-critical" || spec.ServiceAccountName != "calico-cni-sync":
 				t.Error("want priorityClassName system-node-critical and serviceAccountName calico-cni-sync")
 			case sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
@@ -255,6 +307,8 @@ func TestManifestsApply(t *testing.T) {
 				t.Errorf("resources %+v", c.Resources)
 			case ds.Spec.UpdateStrategy.RollingUpdate == nil || ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1:
 				t.Errorf("update strategy %+v", ds.Spec.UpdateStrategy)
+			case dir != manifestsPinned && len(args) != 0:
+				t.Errorf("want no input flags (the agent discovers its inputs), got %v", args)
 			}
 			var nodeName bool
 			for _, v := range c.Env {
@@ -284,15 +338,39 @@ func TestManifestsApply(t *testing.T) {
 	}
 }
 
-// TestManifestsAgentUnderRBAC: the agent with a real token of the manifests'
-// ServiceAccount, not admin, does its whole job, and nothing beyond it.
+// calicoSystem creates the operator's namespace for a test that needs it.
+func calicoSystem(t *testing.T, ctx context.Context) {
+	t.Helper()
+	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "calico-system"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func getDaemonSet(sa kubernetes.Interface, ns string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.AppsV1().DaemonSets(ns).Get(ctx, "calico-node", metav1.GetOptions{}))
+	}
+}
+
+func listNodePods(sa kubernetes.Interface, ns, node string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}))
+	}
+}
+
+// TestManifestsAgentUnderRBAC: on a manifest install of today's Calico
+// (v3.32 in kube-system), the default manifests' agent, with a real token
+// of their ServiceAccount and no input flags, does its whole job and nothing
+// beyond it: no Secret, no token but calico-cni-plugin's.
 func TestManifestsAgentUnderRBAC(t *testing.T) {
-	e := newSystemEnv(t)
+	e := newSystemEnv(t, "calico-config-v3.32.yaml")
+	e.installCalico("manifest-v3.32.yaml")
 	args := deploy(t, e.ctx, manifestsBase)
 	sa := e.asManifestsServiceAccount()
 	a := e.startAgent(args...)
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
-	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-node" {
+	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-cni-plugin" {
 		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
 	}
 	e.editConfigMap("veth_mtu", "0", "1440")
@@ -308,26 +386,74 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 	}
 
 	expectAllowed(t, e.ctx,
+		request{"get DaemonSet kube-system/calico-node", getDaemonSet(sa, "kube-system")},
+		request{"list this node's pods in kube-system", listNodePods(sa, "kube-system", e.node)},
+		request{"request a token for calico-cni-plugin", tokenFor(sa, "kube-system", "calico-cni-plugin")})
+	// The operator's DaemonSet, absent here, is a not-found, never a 403:
+	// discovery looks there first on every install.
+	if err := getDaemonSet(sa, "calico-system")(e.ctx); !apierrors.IsNotFound(err) {
+		t.Errorf("get DaemonSet calico-system/calico-node: want NotFound, got %v", err)
+	}
+	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"get the token Secret", getSecret(sa, pinnedSecret)},
+		request{"list Secrets in kube-system", listSecrets(sa, "")},
 		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
-		request{"get the token Secret", getSecret(sa, pinnedSecret)})
+		request{"list pods in calico-system", listNodePods(sa, "calico-system", e.node)})...)
+}
+
+// TestManifestsOperatorOverlay: on an operator install (calico-system), the
+// operator overlay's agent finds calico-node there, reads this node's pods
+// there and nowhere else, and writes a token for calico-system's
+// calico-cni-plugin.
+func TestManifestsOperatorOverlay(t *testing.T) {
+	e := newSystemEnv(t, "calico-config-v3.32.yaml")
+	calicoSystem(t, e.ctx)
+	e.installCalico("operator-v3.32.yaml")
+	args := deploy(t, e.ctx, manifestsOperator)
+	sa := e.asManifestsServiceAccount()
+	e.startAgent(args...)
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:calico-system:calico-cni-plugin" {
+		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
+	}
+	expectAllowed(t, e.ctx,
+		request{"get DaemonSet calico-system/calico-node", getDaemonSet(sa, "calico-system")},
+		request{"list this node's pods in calico-system", listNodePods(sa, "calico-system", e.node)})
+	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"list pods in kube-system", listNodePods(sa, "kube-system", e.node)},
+		request{"list Secrets in kube-system", listSecrets(sa, "")})...)
+}
+
+// TestManifestsLegacySecretOverlay: the seed's cluster (Calico v2.6, the
+// token in the conf from calico-node's token Secret) with the opt-in
+// overlay: the agent follows the Secret.
+func TestManifestsLegacySecretOverlay(t *testing.T) {
+	e := newSystemEnv(t, "calico-config-v2.6-etcd.yaml")
+	args := deploy(t, e.ctx, manifestsLegacy)
+	sa := e.asManifestsServiceAccount()
+	e.startAgent(args...)
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	if !strings.Contains(e.read("10-calico.conf"), e.secretToken(pinnedSecret)) {
+		t.Fatal("the conf does not hold the token Secret's token")
+	}
+	expectAllowed(t, e.ctx, request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")})
 	expectForbidden(t, e.ctx, outsideTheJob(sa, e.node)...)
-	expectForbidden(t, e.ctx, request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})
 }
 
 // TestManifestsPinnedSecretOverlay: with overlays/pinned-secret the agent
 // works from the one Secret it may read; every other Secret is refused.
 func TestManifestsPinnedSecretOverlay(t *testing.T) {
-	e := newSystemEnv(t)
+	e := newSystemEnv(t, "calico-config-v2.6-etcd.yaml")
 	args := deploy(t, e.ctx, manifestsPinned)
 	sa := e.asManifestsServiceAccount()
-	other := e.populatedTokenSecret("calico-node-token-b0002") // newer: the base would follow it
+	other := e.populatedTokenSecret("calico-node-token-b0002") // newer: the legacy overlay would follow it
 	t.Cleanup(func() {
 		_ = cp.Client.CoreV1().Secrets(e.ns).Delete(context.Background(), other, metav1.DeleteOptions{})
 	})
 	e.startAgent(args...)
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
-	if !strings.Contains(e.read("calico-kubeconfig"), e.secretToken(pinnedSecret)) {
-		t.Fatal("the kubeconfig does not hold the pinned Secret's token")
+	if !strings.Contains(e.read("10-calico.conf"), e.secretToken(pinnedSecret)) {
+		t.Fatal("the conf does not hold the pinned Secret's token")
 	}
 	expectAllowed(t, e.ctx,
 		request{"get the pinned Secret", getSecret(sa, pinnedSecret)},
@@ -335,29 +461,5 @@ func TestManifestsPinnedSecretOverlay(t *testing.T) {
 	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
 		request{"get another token Secret", getSecret(sa, other)},
 		request{"list Secrets in kube-system", listSecrets(sa, "")},
-		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
-		request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})...)
-}
-
-// TestManifestsTokenRequestOverlay: with overlays/tokenrequest the agent
-// writes a bound token that authenticates as calico-node, with no Secret
-// access at all.
-func TestManifestsTokenRequestOverlay(t *testing.T) {
-	e := newSystemEnv(t)
-	args := deploy(t, e.ctx, manifestsTokenR)
-	sa := e.asManifestsServiceAccount()
-	e.startAgent(args...)
-	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
-	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-node" {
-		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
-	}
-	if strings.Contains(e.read("calico-kubeconfig"), e.secretToken(pinnedSecret)) {
-		t.Fatal("the kubeconfig holds the Secret's token, not a requested one")
-	}
-	expectAllowed(t, e.ctx, request{"request a token for calico-node", tokenFor(sa, "kube-system", "calico-node")})
-	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
-		request{"get the token Secret", getSecret(sa, pinnedSecret)},
-		request{"list Secrets in kube-system", listSecrets(sa, "")},
-		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
-		request{"list the token Secret by name", listSecrets(sa, "metadata.name="+pinnedSecret)})...)
+		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")})...)
 }

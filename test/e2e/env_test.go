@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,6 +79,9 @@ type env struct {
 	ns, node   string
 	dir, net   string
 	kubeconfig string // the agent's credentials (admin unless a test says otherwise)
+	// bare runs the agent with no input flags at all (no --namespace, no
+	// token flags), as the manifests run it.
+	bare bool
 	secret     string // the current token Secret
 }
 
@@ -207,10 +211,27 @@ func (e *env) eventually(timeout time.Duration, what string, check func() error)
 }
 
 // args are the flags every run shares: this env's namespace, node and dirs.
+// The env is a seed-era cluster (calico-config and legacy token Secrets of
+// calico-node in its namespace), and the agent is its token's owner: token
+// source secret and policy own, unless a test names its own.
 func (e *env) args(extra ...string) []string {
-	return append([]string{"--kubeconfig", e.kubeconfig, "--namespace", e.ns, "--node-name", e.node,
+	base := []string{"--kubeconfig", e.kubeconfig, "--node-name", e.node,
 		"--cni-net-dir", e.net, "--state-dir", filepath.Join(e.dir, "state"), "--backup-dir", filepath.Join(e.dir, "backups"),
-		"--status-file", filepath.Join(e.dir, "status.json"), "--http-addr", "127.0.0.1:0"}, extra...)
+		"--status-file", filepath.Join(e.dir, "status.json"), "--http-addr", "127.0.0.1:0"}
+	if e.bare {
+		return append(base, extra...)
+	}
+	base = append(base, "--namespace", e.ns)
+	if !slices.Contains(extra, "--token-source") && !slices.Contains(extra, "--token-file") && !slices.Contains(extra, "--token-secret") {
+		base = append(base, "--token-source", "secret")
+	}
+	if !slices.Contains(extra, "--service-account") {
+		base = append(base, "--service-account", "calico-node")
+	}
+	if !slices.Contains(extra, "--token-policy") {
+		base = append(base, "--token-policy", "own")
+	}
+	return append(base, extra...)
 }
 
 // procEnv is the env install-cni would have: the API server the CNI plugin
@@ -264,12 +285,15 @@ func (e *env) read(name string) string {
 
 // whoIsKubeconfigOnDisk makes a SelfSubjectReview with the calico-kubeconfig
 // the node holds, as the CNI plugin would use it.
+//
+// Only the token is taken from the file: the server in it may be a real
+// cluster address from a fixture, and tests only ever dial loopback.
 func (e *env) whoIsKubeconfigOnDisk() (string, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(e.net, "calico-kubeconfig"))
 	if err != nil {
 		return "", err
 	}
-	return whoAmI(e.ctx, cfg)
+	return whoAmI(e.ctx, cp.ConfigForToken(cfg.BearerToken))
 }
 
 // whoIsToken makes a SelfSubjectReview with a bare token.
