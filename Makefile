@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GOLANGCI_LINT_VERSION := v2.15.0
 
 # The local control plane the integration tests and the demo run on, built
@@ -60,9 +61,12 @@ lint:
 # coordinator can fail a run with "context deadline exceeded" when a duration
 # ends (golang/go#75804). 200000 inputs take 10 to 20 s a target on 2 cores.
 FUZZEXECS ?= 200000
+# A manifest seed is 20 KB: each input costs more, so fewer are run.
+FUZZMANIFESTEXECS ?= 20000
 fuzz:
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzRenderTemplate$$' -fuzztime $(FUZZEXECS)x
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZEXECS)x
+	$(GO) test ./sync/installcni -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZMANIFESTEXECS)x -fuzzminimizetime 2s
 
 demo: build control-plane
 	@echo ">> running the demo (Ctrl-C tears everything down)"

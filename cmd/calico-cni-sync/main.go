@@ -19,6 +19,10 @@ import (
 // info stands in (see versionLine).
 var version = ""
 
+// revision is stamped by -ldflags "-X main.revision=..." where the build has
+// no VCS data of its own (an image build: .git is not in its context).
+var revision = ""
+
 // Exit codes of the product contract.
 const (
 	exitOK    = 0

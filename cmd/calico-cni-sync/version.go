@@ -36,7 +36,8 @@ func buildVersion(stamped string, bi *debug.BuildInfo) string {
 
 // versionLine is what `version` prints: the version and the VCS revision
 // the binary was built from, "modified" when the work tree had uncommitted
-// changes.
+// changes. An image build has no .git in its context: it stamps the
+// revision with -ldflags -X main.revision, which then wins.
 func versionLine(stamped string, bi *debug.BuildInfo) string {
 	rev, modified := "", false
 	if bi != nil {
@@ -54,6 +55,9 @@ func versionLine(stamped string, bi *debug.BuildInfo) string {
 				rev = m[1]
 			}
 		}
+	}
+	if revision != "" {
+		rev, modified = revision, false
 	}
 	if rev == "" {
 		rev = "unknown"

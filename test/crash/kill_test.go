@@ -203,7 +203,7 @@ func TestOnceKilledAtRandomMoments(t *testing.T) {
 					n.checkCompleted(t, i, err, out.String())
 				case <-time.After(delay):
 					_ = cmd.Process.Kill()
-					_ = <-done // killed: the exit status says so
+					<-done //nolint:errcheck // killed: the exit status says so
 					killed++
 					if strings.Contains(out.String(), "Drifted") {
 						t.Fatalf("killed run %d reported Drifted:\n%s", i, out.String())

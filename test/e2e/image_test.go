@@ -18,8 +18,8 @@ import (
 func TestImageBinaryIsStatic(t *testing.T) {
 	const flags = `-s -w -X main.version=`
 	files := map[string][]string{
-		"../../Dockerfile": {`CGO_ENABLED=0`, `go build -trimpath -ldflags "` + flags + `${VERSION}"`, `ENTRYPOINT ["/calico-cni-sync"]`},
-		"../../Makefile":   {`LDFLAGS := ` + flags + `$(VERSION)`, `CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'`},
+		"../../Dockerfile": {`CGO_ENABLED=0`, `go build -trimpath -ldflags "` + flags + `${VERSION} -X main.revision=${REVISION}"`, `ENTRYPOINT ["/calico-cni-sync"]`},
+		"../../Makefile":   {`LDFLAGS := ` + flags + `$(VERSION) -X main.revision=$(REVISION)`, `CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'`},
 	}
 	for path, wants := range files {
 		b, err := os.ReadFile(path)
@@ -42,7 +42,8 @@ func TestImageBinaryIsStatic(t *testing.T) {
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "calico-cni-sync-static")
 	const version = "v0.0.0-e2e.1"
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", flags+version, "-o", bin, "../../cmd/calico-cni-sync")
+	const rev = "0123456789abcdef0123456789abcdef01234567"
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", flags+version+" -X main.revision="+rev, "-o", bin, "../../cmd/calico-cni-sync")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -62,7 +63,7 @@ func TestImageBinaryIsStatic(t *testing.T) {
 		t.Error("the binary has a symbol table: -s did not apply")
 	}
 	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "calico-cni-sync "+version+" (revision ") {
+	if err != nil || string(out) != "calico-cni-sync "+version+" (revision "+rev+")\n" {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }
