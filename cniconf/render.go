@@ -228,11 +228,17 @@ func unquotedIn(template, placeholder string) bool {
 // facts are the rendered values that come from the node rather than the
 // cluster: what a repair from another shell could change by mistake.
 func (in *Inputs) facts() map[string]string {
-	m := map[string]string{"nodeName": in.NodeName}
-	if in.usesKubeconfig() {
+	m := map[string]string{}
+	if strings.Contains(in.Template, "__KUBERNETES_NODE_NAME__") {
+		m[FactNodeName] = in.NodeName
+	}
+	if in.usesKubeconfig() || strings.Contains(in.Template, "__KUBERNETES_SERVICE_HOST__") {
 		if s, err := in.APIServer(); err == nil {
-			m["apiServer"] = s
+			m[FactAPIServer] = s
 		}
+	}
+	if v, ok := in.lookup("CNI_MTU"); ok && strings.Contains(in.Template, "__CNI_MTU__") {
+		m[FactMTU] = v
 	}
 	return m
 }

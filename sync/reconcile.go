@@ -69,6 +69,11 @@ type Reconciler struct {
 	CheckTokens bool
 	// Now is the node's clock; nil means time.Now.
 	Now func() time.Time
+	// KeepFacts refuses a write that would change a value the last write
+	// took from the node's environment (node name, API address, MTU): a
+	// hand repair must not rewrite what the node was given (--once without
+	// --accept-env-change). The agent follows such changes.
+	KeepFacts bool
 }
 
 // Mode says how much a reconcile may do.
@@ -100,6 +105,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 		return rep, nil, err
 	}
 	want := plan.want
+	if r.KeepFacts && mode != ModeCheck {
+		if changes := cniconf.ChangedFacts(cniconf.RecordedFacts(r.Dir.StateDir, r.Dir.NetDir), want.Facts); len(changes) > 0 {
+			msgs := make([]string, len(changes))
+			for i, c := range changes {
+				msgs[i] = c.String()
+			}
+			err := fmt.Errorf("refusing to write: %s; name the node with --node-name and run with the node's environment, or pass --accept-env-change if the change is meant", strings.Join(msgs, "; "))
+			rep.Files = r.errorStatuses(err)
+			return rep, nil, err
+		}
+	}
 	switch mode {
 	case ModeCheck:
 		rep.Files = r.Dir.Check(want)

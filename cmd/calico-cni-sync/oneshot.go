@@ -31,6 +31,7 @@ func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
+	r.KeepFacts = !o.AcceptEnvChange
 	mode := sync.ModeSync
 	if o.DryRun {
 		mode = sync.ModeDryRun

@@ -91,11 +91,16 @@ type Options struct {
 	Once bool
 	// DryRun, with --once, prints a diff and writes nothing.
 	DryRun bool
+	// AcceptEnvChange lets --once change a value the last write took from
+	// the node's environment (node name, API address, MTU).
+	AcceptEnvChange bool
 
 	// Output is text or json for --once, drift, report and render.
 	Output string
 	// ShowToken makes render print the token instead of its hash.
 	ShowToken bool
+	// Selector selects the nodes report judges: the agent's DaemonSet's.
+	Selector string
 
 	// changed records the flags given on the command line.
 	changed func(name string) bool
@@ -122,6 +127,7 @@ func NewOptions() *Options {
 		HTTPAddr:          ":9645",
 		LogFormat:         "text",
 		Output:            "text",
+		Selector:          "kubernetes.io/os=linux",
 	}
 }
 
@@ -164,8 +170,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")
 	fs.StringVarP(&o.Output, "output", "o", o.Output, "output of --once, drift, report and render: text or json")
+	fs.StringVarP(&o.Selector, "selector", "l", o.Selector, "report: the nodes to judge, as a label selector (those the agent's DaemonSet runs on)")
 	fs.BoolVar(&o.Once, "once", o.Once, "reconcile this node once and exit")
 	fs.BoolVar(&o.DryRun, "dry-run", o.DryRun, "with --once: print a unified diff, write nothing")
+	fs.BoolVar(&o.AcceptEnvChange, "accept-env-change", o.AcceptEnvChange, "with --once: allow changing the node name, API address or MTU the last write took from the node's environment")
 }
 
 // Complete fills what depends on other flags and the environment.
@@ -183,9 +191,6 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 	if o.NodeName == "" {
 		o.NodeName = os.Getenv("NODE_NAME")
 	}
-	if o.NodeName == "" {
-		o.NodeName, _ = os.Hostname()
-	}
 	// The kubeconfig path is written into the conf, where the CNI plugin
 	// reads it from the runtime's working directory, not ours: every path
 	// must be absolute.
@@ -198,6 +203,15 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 			return fmt.Errorf("make %s absolute: %w", *p, err)
 		}
 		*p = abs
+	}
+	if o.NodeName == "" {
+		// A repair on the node itself, from a shell without the agent's
+		// environment: the node's name is the one its files were written
+		// for.
+		o.NodeName = cniconf.RecordedFacts(o.StateDir, o.CNINetDir)[cniconf.FactNodeName]
+	}
+	if o.NodeName == "" {
+		o.NodeName, _ = os.Hostname()
 	}
 	return nil
 }
@@ -229,6 +243,9 @@ func (o *Options) validateMode() []error {
 			}
 		}
 		return errs
+	}
+	if o.AcceptEnvChange && !o.Once {
+		errs = append(errs, errors.New("--accept-env-change needs --once: the agent follows changes of its environment anyway"))
 	}
 	if o.DryRun && !o.Once {
 		errs = append(errs, errors.New("--dry-run needs --once: the agent always writes; use --once --dry-run to see what would change"))

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRepairKeepsWhatTheNodeWasGiven: a --once that would change a value
+// the last write took from the node's environment refuses, naming it, the
+// recorded value and the flag, and writes nothing; --accept-env-change lets
+// it through.
+func TestRepairKeepsWhatTheNodeWasGiven(t *testing.T) {
+	cases := []struct {
+		name   string
+		first  func(n *node)
+		second func(n *node) []string
+		want   []string
+	}{
+		{name: "node name", first: func(n *node) {},
+			second: func(n *node) []string { return []string{"--node-name", "node-2"} },
+			want:   []string{"nodeName", `"node-1"`, `"node-2"`, "--node-name", "--accept-env-change"}},
+		{name: "API address", first: func(n *node) {},
+			second: func(n *node) []string { n.t.Setenv("KUBERNETES_SERVICE_HOST", "192.0.2.10"); return nil },
+			want:   []string{"apiServer", "https://10.96.0.1:443", "https://192.0.2.10:443", "KUBERNETES_SERVICE_HOST"}},
+		{name: "MTU from the environment", first: func(n *node) { n.t.Setenv("CNI_MTU", "1440") },
+			second: func(n *node) []string { n.t.Setenv("CNI_MTU", "1500"); return nil },
+			want:   []string{"mtu", `"1440"`, `"1500"`, "CNI_MTU"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, "calico-config-v3.32.yaml")
+			tc.first(n)
+			n.once()
+			files := func() string { return n.read("10-calico.conflist") + n.read("calico-kubeconfig") }
+			before := files()
+			extra := tc.second(n)
+			code, out := n.run(append([]string{"--once"}, extra...)...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2\n%s", code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("the refusal lacks %s:\n%s", w, out)
+				}
+			}
+			if files() != before {
+				t.Fatal("a refused repair changed a file")
+			}
+			if code, out := n.run(append([]string{"--once", "--accept-env-change"}, extra...)...); code != 0 {
+				t.Fatalf("--accept-env-change: exit %d\n%s", code, out)
+			}
+			if files() == before {
+				t.Fatal("--accept-env-change did not write the change")
+			}
+		})
+	}
+}
+
+// TestNodeNameFallsBackToTheRecord: a repair on the node with neither
+// --node-name nor the agent's environment uses the name the files were
+// written for, not the hostname.
+func TestNodeNameFallsBackToTheRecord(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	n.once() // as node-1
+	t.Setenv("KUBERNETES_NODE_NAME", "")
+	t.Setenv("NODE_NAME", "")
+	code, out := n.run("drift", "--node-name", "", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"node": "node-1"`) {
+		t.Fatalf("drift without a node name: exit %d\n%s", code, out)
+	}
+}
