@@ -51,9 +51,12 @@ type Agent struct {
 	ResyncPeriod     time.Duration
 	TokenCheckPeriod time.Duration
 	Reporter         *Reporter
-	Metrics          *Metrics
-	Health           *Health
-	Logger           *slog.Logger
+	// Liveness is the agent's Lease, renewed every resync period; nil
+	// keeps none.
+	Liveness *Liveness
+	Metrics  *Metrics
+	Health   *Health
+	Logger   *slog.Logger
 	// InstallOverride, when set, replaces the watched inputs
 	// (--configmap-file, --manifest-file, --cni-network-config-file).
 	InstallOverride InstallSource
@@ -429,6 +432,12 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 	}
 	if rerr := a.Reporter.Report(ctx, rep, err); rerr != nil {
 		err = errors.Join(err, rerr)
+	}
+	if a.Liveness != nil && a.Liveness.Due() {
+		// The pass is reported: the agent is alive whatever its state.
+		if lerr := a.Liveness.Renew(ctx); lerr != nil {
+			err = errors.Join(err, lerr)
+		}
 	}
 	return 0, err
 }

@@ -62,6 +62,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		TokenSecret: o.TokenSecret, TokenSource: o.TokenSource, TokenFile: o.TokenFile, TokenTTL: o.TokenTTL,
 		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
 		Reporter: reporter, Metrics: metrics, Health: health, Logger: logger,
+		Liveness: &sync.Liveness{Client: client, Namespace: sync.LeaseNamespace(), Node: o.NodeName, Period: o.ResyncPeriod},
 	}
 	if o.hasInputFile() {
 		agent.InstallOverride = r.Install

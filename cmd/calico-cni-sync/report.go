@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,14 +26,31 @@ type NodeState struct {
 	Since   *time.Time `json:"since"`
 }
 
-// nodeStates reads every Node's CalicoCNIConfigDrift condition. The state is
-// the condition's reason (a file state, or TokenRejected); a Node without
-// the condition is Unknown. Problems sort first, most severe first, then by
-// name.
-func nodeStates(ctx context.Context, client kubernetes.Interface) ([]NodeState, error) {
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+// stateStale is a node whose agent is gone: its condition is as old as the
+// agent's last word.
+const stateStale = "Stale"
+
+// nodeStates reads the CalicoCNIConfigDrift condition of every Node the
+// selector picks. The state is the condition's reason (a file state, or
+// TokenRejected); a Node without the condition is Unknown; a Node whose
+// agent's Lease is missing or older than twice the resync period is Stale,
+// whatever its condition says. Problems sort first, most severe first, then
+// by name.
+func nodeStates(ctx context.Context, client kubernetes.Interface, selector string, resync time.Duration, now time.Time) ([]NodeState, error) {
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil, fmt.Errorf("list Nodes: %w", err)
+	}
+	leases, err := client.CoordinationV1().Leases(sync.LeaseNamespace()).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=calico-cni-sync"})
+	if err != nil {
+		return nil, fmt.Errorf("list the agents' Leases in %s: %w", sync.LeaseNamespace(), err)
+	}
+	fresh := map[string]bool{}
+	for i := range leases.Items {
+		l := &leases.Items[i]
+		if node, ok := strings.CutPrefix(l.Name, sync.LeasePrefix); ok {
+			fresh[node] = sync.LeaseFresh(l, resync, now)
+		}
 	}
 	out := make([]NodeState, 0, len(nodes.Items))
 	for _, n := range nodes.Items {
@@ -49,6 +67,10 @@ func nodeStates(ctx context.Context, client kubernetes.Interface) ([]NodeState, 
 				t := c.LastTransitionTime.UTC()
 				row.Since = &t
 			}
+			if !fresh[n.Name] {
+				row.State = stateStale
+				row.Message = "the agent's Lease is missing or older than twice the resync period: the agent is gone, and this condition may be out of date; " + row.Message
+			}
 		}
 		out = append(out, row)
 	}
@@ -58,6 +80,8 @@ func nodeStates(ctx context.Context, client kubernetes.Interface) ([]NodeState, 
 			return 100
 		case "Unknown":
 			return 50
+		case stateStale:
+			return 40
 		case sync.ReasonTokenRejected:
 			return -1
 		}
@@ -82,7 +106,7 @@ func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
-	rows, err := nodeStates(ctx, client)
+	rows, err := nodeStates(ctx, client, o.Selector, o.ResyncPeriod, time.Now())
 	if err != nil {
 		return exitError, err
 	}

@@ -262,8 +262,14 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 func (e *env) addNode(suffix string) string {
 	e.t.Helper()
 	name := e.node + "-" + suffix
-	_, err := e.client.CoreV1().Nodes().Create(e.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	_, err := e.client.CoreV1().Nodes().Create(e.ctx, linuxNode(name), metav1.CreateOptions{})
 	must(e.t, err)
 	e.t.Cleanup(func() { _ = e.client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	return name
+}
+
+// linuxNode is a Node as the kubelet registers one, with the os label the
+// agent's DaemonSet (and report) select on.
+func linuxNode(name string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/os": "linux"}}}
 }

@@ -95,7 +95,7 @@ func newEnv(t testing.TB, fixture string) *env {
 	must(t, os.MkdirAll(e.net, 0o755))
 	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, metav1.CreateOptions{})
 	must(t, err)
-	_, err = cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.node}}, metav1.CreateOptions{})
+	_, err = cp.Client.CoreV1().Nodes().Create(ctx, linuxNode(e.node), metav1.CreateOptions{})
 	must(t, err)
 	t.Cleanup(func() {
 		_ = cp.Client.CoreV1().Namespaces().Delete(context.Background(), e.ns, metav1.DeleteOptions{})

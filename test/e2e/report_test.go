@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -37,6 +38,20 @@ func (e *env) setCondition(node string, status corev1.ConditionStatus, reason, m
 	must(e.t, err)
 	_, err = e.client.CoreV1().Nodes().PatchStatus(e.ctx, node, patch)
 	must(e.t, err)
+}
+
+// setLease writes the Lease an agent renews, as of at.
+func (e *env) setLease(node string, at time.Time) {
+	e.t.Helper()
+	renew, secs := metav1.NewMicroTime(at), int32(600)
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "calico-cni-sync-" + node, Labels: map[string]string{"app.kubernetes.io/name": "calico-cni-sync"}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &node, LeaseDurationSeconds: &secs, RenewTime: &renew},
+	}
+	leases := e.client.CoordinationV1().Leases("kube-system")
+	_, err := leases.Create(e.ctx, lease, metav1.CreateOptions{})
+	must(e.t, err)
+	e.t.Cleanup(func() { _ = leases.Delete(context.Background(), lease.Name, metav1.DeleteOptions{}) })
 }
 
 // reportText runs report and parses its table, keeping the rows of nodes.
@@ -125,6 +140,23 @@ func TestReport(t *testing.T) {
 	e.setCondition(stale, corev1.ConditionTrue, "StaleToken",
 		"/etc/cni/net.d/calico-kubeconfig is StaleToken; direct edits are overwritten from the ConfigMap when calico-node restarts", staleSince)
 	e.setCondition(failed, corev1.ConditionUnknown, "Error", "/etc/cni/net.d/10-calico.conflist is Error: ConfigMap kube-system/calico-config not found", failedSince)
+	// Their agents are alive: Leases renewed now.
+	e.setLease(stale, time.Now())
+	e.setLease(failed, time.Now())
+	// An agent gone an hour ago: its last word was InSync, and its Lease is
+	// an hour old (twice the default resync period is 10 minutes).
+	gone := e.addNode("gone")
+	mine = append(mine, gone)
+	e.setCondition(gone, corev1.ConditionFalse, "InSync", "the CNI files match", failedSince)
+	e.setLease(gone, time.Now().Add(-time.Hour))
+	// A Windows node, which the agent's DaemonSet does not select.
+	windows := e.addNode("windows")
+	node, err := e.client.CoreV1().Nodes().Get(e.ctx, windows, metav1.GetOptions{})
+	must(t, err)
+	node.Labels["kubernetes.io/os"] = "windows"
+	_, err = e.client.CoreV1().Nodes().Update(e.ctx, node, metav1.UpdateOptions{})
+	must(t, err)
+	mine = append(mine, windows)
 
 	check := func(format string, code int, rows []reportRow) {
 		t.Helper()
@@ -138,12 +170,12 @@ func TestReport(t *testing.T) {
 		}
 		// Problems first, the most severe first, then nodes with no
 		// condition, then InSync.
-		if want := []string{failed, drifted, stale, bare, inSync}; !reflect.DeepEqual(order, want) {
+		if want := []string{failed, drifted, stale, gone, bare, inSync}; !reflect.DeepEqual(order, want) {
 			t.Errorf("%s: order %v, want %v", format, order, want)
 		}
 		for name, want := range map[string][2]string{
 			inSync: {"InSync", "InSync"}, drifted: {"Drifted", "Drifted"}, stale: {"StaleToken", "StaleToken"},
-			failed: {"Error", "Error"}, bare: {"Unknown", ""},
+			failed: {"Error", "Error"}, bare: {"Unknown", ""}, gone: {"Stale", "InSync"},
 		} {
 			if r := byName[name]; r.State != want[0] || r.Reason != want[1] {
 				t.Errorf("%s: %s is %s/%s, want %s/%s", format, name, r.State, r.Reason, want[0], want[1])
@@ -158,6 +190,9 @@ func TestReport(t *testing.T) {
 		if r := byName[stale]; r.Since == nil || !r.Since.Equal(staleSince) {
 			t.Errorf("%s: stale row %+v, want since %s", format, r, staleSince)
 		}
+		if r := byName[gone]; !strings.Contains(r.Message, "Lease") {
+			t.Errorf("%s: a gone agent's row does not say why it is Stale: %+v", format, r)
+		}
 		if r := byName[bare]; r.Since != nil || r.Message != "" {
 			t.Errorf("%s: a node without the condition shows %+v", format, r)
 		}
@@ -170,7 +205,7 @@ func TestReport(t *testing.T) {
 	// Every node InSync: the hand edit undone, the other nodes gone.
 	must(t, os.WriteFile(conf, original, 0o644))
 	e.waitCondition(drifted, corev1.ConditionFalse, "InSync")
-	for _, n := range []string{stale, failed, bare} {
+	for _, n := range []string{stale, failed, bare, gone, windows} {
 		must(t, e.client.CoreV1().Nodes().Delete(e.ctx, n, metav1.DeleteOptions{}))
 	}
 	e.eventually(30*time.Second, "only this test's InSync nodes left", func() error {

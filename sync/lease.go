@@ -1,0 +1,89 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// LeasePrefix names each agent's Lease: calico-cni-sync-<node>.
+const LeasePrefix = "calico-cni-sync-"
+
+// LeaseNamespace is where the agents keep their Leases: the agent's own
+// namespace (POD_NAMESPACE, from the downward API), else kube-system.
+func LeaseNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "kube-system"
+}
+
+// Liveness is the agent's heartbeat, a Lease per node as the kubelet keeps
+// one: renewed every resync period, so that report can tell an agent that
+// is gone (its Lease older than twice the period) from one whose node is
+// simply in sync. A heartbeat in the Node object would reach every Node
+// watcher in the cluster; a Lease reaches no one who does not ask.
+type Liveness struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Node      string
+	// Period is how often the Lease is renewed.
+	Period time.Duration
+	Now    func() time.Time
+
+	renewed time.Time
+}
+
+func (l *Liveness) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// Due reports whether the Lease should be renewed now.
+func (l *Liveness) Due() bool {
+	return l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period
+}
+
+// Renew creates or renews the Lease.
+func (l *Liveness) Renew(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	leases := l.Client.CoordinationV1().Leases(l.Namespace)
+	name := LeasePrefix + l.Node
+	now := metav1.NewMicroTime(l.now())
+	secs := int32(2 * l.Period / time.Second)
+	lease, err := leases.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: l.Namespace,
+				Labels: map[string]string{"app.kubernetes.io/name": "calico-cni-sync"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.Node, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{})
+	case err == nil:
+		lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.RenewTime = &l.Node, &secs, &now
+		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("renew Lease %s/%s: %w", l.Namespace, name, err)
+	}
+	l.renewed = now.Time
+	return nil
+}
+
+// LeaseFresh reports whether a Lease was renewed within twice period, at
+// now.
+func LeaseFresh(lease *coordinationv1.Lease, period time.Duration, now time.Time) bool {
+	if lease == nil || lease.Spec.RenewTime == nil {
+		return false
+	}
+	return now.Sub(lease.Spec.RenewTime.Time) <= 2*period
+}
