@@ -66,6 +66,8 @@ type Agent struct {
 	errSince  time.Time                 // when the inputs first failed to give a desired state
 	expiry    atomic.Pointer[time.Time] // the current token's expiry, from its claims
 
+	reported bool // the last pass reached the cluster (condition, status)
+
 	infCtx context.Context
 	infWG  gosync.WaitGroup
 }
@@ -112,7 +114,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	netFilter := cniDirFilter(managed)
 	relevant := func(path string) bool {
 		if tokenDir != "" && filepath.Dir(path) == tokenDir {
-			return true // kubelet swaps projected tokens through ..data symlinks
+			// The token file itself, or the ..data link the kubelet
+			// swaps to update a projected token; nothing else there.
+			base := filepath.Base(path)
+			return base == filepath.Base(a.TokenFile) || base == "..data"
 		}
 		return netFilter(path)
 	}
@@ -356,7 +361,11 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	since := a.triggered.Swap(0)
 	a.Health.begin()
 	retry, err := a.reconcile(ctx, since)
-	a.Health.end(err == nil && retry == 0) // a deferred pass is not a good one
+	// Ready once a pass has completed and been reported, whatever the
+	// node's state: an input error shows in the condition, the events and
+	// the metrics, and must not stall the rollout of a fixed agent. A
+	// deferred pass reported nothing.
+	a.Health.end(retry == 0 && a.reported)
 	if retry > 0 {
 		a.queue.Forget(key)
 		a.queue.AddAfter(key, retry)
@@ -430,7 +439,9 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 			a.Logger.Info("wrote", "path", f.Path, "was", f.Found, "action", f.Action, "backup", f.Backup)
 		}
 	}
-	if rerr := a.Reporter.Report(ctx, rep, err); rerr != nil {
+	rerr := a.Reporter.Report(ctx, rep, err)
+	a.reported = rerr == nil
+	if rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	if a.Liveness != nil && a.Liveness.Due() {

@@ -73,12 +73,13 @@ func (h *Health) Live() error {
 	return nil
 }
 
-// Ready reports whether a reconcile has succeeded.
+// Ready reports whether a pass has completed and been reported (caches
+// synced, the condition patched), whatever the node's state.
 func (h *Health) Ready() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.ready {
-		return errors.New("no successful reconcile yet")
+		return errors.New("no reconcile reported yet")
 	}
 	return nil
 }

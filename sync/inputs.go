@@ -54,6 +54,8 @@ func EmptyConfigMap(context.Context) (*corev1.ConfigMap, error) { return &corev1
 // ConfigMapFromAPI reads the ConfigMap with one GET.
 func ConfigMapFromAPI(client kubernetes.Interface, namespace, name string) ConfigMapSource {
 	return func(ctx context.Context) (*corev1.ConfigMap, error) {
+		ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
 		cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("ConfigMap %s/%s not found", namespace, name)
@@ -92,6 +94,13 @@ func (f TokenSourceFunc) Token(ctx context.Context, need TokenNeed) (Token, erro
 // from the TokenRequest API. No Secret is read to decide.
 type AutoToken struct {
 	Secret, Request TokenSource
+}
+
+// Invalidate tells the TokenRequest source its token is dead.
+func (a AutoToken) Invalidate() {
+	if inv, ok := a.Request.(invalidator); ok {
+		inv.Invalidate()
+	}
 }
 
 // Token asks the source the need calls for.
@@ -162,6 +171,8 @@ func TokenFromSecret(s *corev1.Secret) (Token, error) {
 // Secret, or a LIST of the account's namespace's token Secrets.
 func SecretTokenFromAPI(client kubernetes.Interface, pinned string) TokenSource {
 	return TokenSourceFunc(func(ctx context.Context, need TokenNeed) (Token, error) {
+		ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
 		namespace, serviceAccount := need.Account.Namespace, need.Account.Name
 		if pinned != "" {
 			s, err := client.CoreV1().Secrets(namespace).Get(ctx, pinned, metav1.GetOptions{})

@@ -216,6 +216,8 @@ type APICluster struct{ Client kubernetes.Interface }
 
 // DaemonSet gets one DaemonSet.
 func (c APICluster) DaemonSet(ctx context.Context, namespace, name string) (*appsv1.DaemonSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	ds, err := c.Client.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -229,6 +231,8 @@ func (c APICluster) DaemonSet(ctx context.Context, namespace, name string) (*app
 // NodePod lists the pods on node in the DaemonSet's namespace (a field
 // selector: a handful of pods) and picks the DaemonSet's.
 func (c APICluster) NodePod(ctx context.Context, ds *appsv1.DaemonSet, node string) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	list, err := c.Client.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
 	if err != nil {

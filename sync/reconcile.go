@@ -207,7 +207,8 @@ func (r *Reconciler) plan(ctx context.Context) (*pass, error) {
 		}
 	}
 	p.manage = in.ManageCNI && !inConf
-	tok, err := r.Token.Token(ctx, TokenNeed{Account: p.account, InConf: inConf})
+	need := TokenNeed{Account: p.account, InConf: inConf}
+	tok, err := r.Token.Token(ctx, need)
 	p.token = tok
 	if err != nil {
 		return p, err
@@ -226,6 +227,61 @@ func (r *Reconciler) plan(ctx context.Context) (*pass, error) {
 			return p, fmt.Errorf("the %s token cannot repair the node's token: it is %s (policy guard)", tokenOrigin(tok), why)
 		}
 	}
+	want, err := r.render(in, tok)
+	if err != nil {
+		return p, err
+	}
+	if r.checksTokens(p.policy) {
+		// The API server's word on the tokens on disk, asked when a token
+		// is new and every period: what policy guard judges by.
+		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
+	}
+	if p.policy == PolicyGuard && r.Verdicts != nil && r.repairDue(want, p.health) {
+		// A repair must not write a token that is dead too: after a
+		// signing-key rotation the source's cached token is rejected
+		// like the one on disk. Ask once, and take a fresh one if so.
+		if v := r.Verdicts.CheckNow(ctx, tok.Value); v != nil && !*v {
+			inv, ok := r.Token.(invalidator)
+			if !ok {
+				return p, fmt.Errorf("the %s token cannot repair the node's token: the API server rejects it too", tokenOrigin(tok))
+			}
+			inv.Invalidate()
+			if tok, err = r.Token.Token(ctx, need); err != nil {
+				return p, err
+			}
+			p.token = tok
+			if want, err = r.render(in, tok); err != nil {
+				return p, err
+			}
+		}
+	}
+	if p.policy == PolicyGuard {
+		want.SetTokenJudge(p.health.Judge)
+	}
+	p.want = want
+	return p, nil
+}
+
+// invalidator is a token source that can be told its token is dead.
+type invalidator interface{ Invalidate() }
+
+// repairDue reports whether a pass under policy guard will write the
+// source's token: a file is missing its token, or holds an unhealthy one.
+func (r *Reconciler) repairDue(want *cniconf.Desired, h TokenHealth) bool {
+	tokens := r.Dir.TokensOnDisk(want)
+	if len(tokens) == 0 {
+		return true
+	}
+	for _, t := range tokens {
+		if ok, _ := h.Judge(t); !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// render builds the desired files from the inputs and a token.
+func (r *Reconciler) render(in *Install, tok Token) (*cniconf.Desired, error) {
 	ca := tok.CA
 	if len(ca) == 0 {
 		ca = r.CA
@@ -240,18 +296,9 @@ func (r *Reconciler) plan(ctx context.Context) (*pass, error) {
 	}
 	want, err := cniconf.BuildDesired(inputs, confName)
 	if err != nil {
-		return p, fmt.Errorf("render the template from %s: %w", describeSource(in.Source), err)
+		return nil, fmt.Errorf("render the template from %s: %w", describeSource(in.Source), err)
 	}
-	if r.checksTokens(p.policy) {
-		// The API server's word on the tokens on disk, asked when a token
-		// is new and every period: what policy guard judges by.
-		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
-	}
-	if p.policy == PolicyGuard {
-		want.SetTokenJudge(p.health.Judge)
-	}
-	p.want = want
-	return p, nil
+	return want, nil
 }
 
 // tokenOrigin names where a token came from, for errors.

@@ -113,9 +113,12 @@ func (r *Reporter) events(rep *Report, reconcileErr error) {
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigWritten, "wrote %s (it was %s)", f.Path, f.Found)
 		case cniconf.ActionRotated:
 			if rep.Token.Policy == PolicyGuard {
+				who := "the token on disk"
+				if rep.Token.ManagedBy == "calico-node" {
+					who = "the token calico-node's token refresher left"
+				}
 				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRepaired,
-					"replaced the token in %s: the token there was %s; calico-node's token refresher (managed by %s) left it, so a token from %s was written",
-					f.Path, orUnknown(f.Message), rep.Token.ManagedBy, describeToken(rep.Token))
+					"replaced the token in %s: %s was %s; wrote a token from %s", f.Path, who, orUnknown(f.Message), describeToken(rep.Token))
 			} else {
 				r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
 			}
@@ -252,18 +255,26 @@ func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) e
 
 // writeStatus keeps the status file equal to drift -o json.
 func (r *Reporter) writeStatus(rep *Report) error {
-	if r.statusFile == "" {
+	return WriteStatusFile(r.statusFile, rep)
+}
+
+// WriteStatusFile writes the report as drift -o json prints it, atomically
+// and mode 0600: it names files and tokens' digests, and a token that is
+// not a JWT might slip past redaction in a message; root reads it. An empty
+// path writes nothing.
+func WriteStatusFile(path string, rep *Report) error {
+	if path == "" {
 		return nil
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(r.statusFile), 0o755); err != nil {
-		return fmt.Errorf("create status dir: %w", err)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create the --status-file directory: %w", err)
 	}
-	if _, err := cniconf.WriteAtomic(r.statusFile, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write status file: %w", err)
+	if _, err := cniconf.WriteAtomic(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write --status-file: %w", err)
 	}
 	return nil
 }

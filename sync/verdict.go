@@ -80,3 +80,22 @@ func (c *VerdictCache) Known(token string) *bool {
 	defer c.mu.Unlock()
 	return c.entries[sha256.Sum256([]byte(token))].accepted
 }
+
+// CheckNow asks the API server about one token now, whatever the cache
+// holds, and keeps the answer.
+func (c *VerdictCache) CheckNow(ctx context.Context, token string) *bool {
+	v := c.Check(ctx, token)
+	k := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]verdict{}
+	}
+	e := c.entries[k]
+	e.at = c.now()
+	if v != nil {
+		e.accepted, e.known = v, e.at
+	}
+	c.entries[k] = e
+	return v
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -67,5 +68,27 @@ func TestNodeNameFallsBackToTheRecord(t *testing.T) {
 	code, out := n.run("drift", "--node-name", "", "-o", "json")
 	if code != 0 || !strings.Contains(out, `"node": "node-1"`) {
 		t.Fatalf("drift without a node name: exit %d\n%s", code, out)
+	}
+}
+
+// TestStatusFileOnlyWhenGiven: --once and drift write the status file when
+// --status-file is given, never the agent's default.
+func TestStatusFileOnlyWhenGiven(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	status := n.dir + "/status.json"
+	n.once()
+	if _, err := os.Stat(status); !os.IsNotExist(err) {
+		t.Fatal("a status file was written without --status-file")
+	}
+	if code, out := n.run("drift", "--status-file", status); code != 0 {
+		t.Fatalf("drift: exit %d\n%s", code, out)
+	}
+	b, err := os.ReadFile(status)
+	must(t, err)
+	if !strings.Contains(string(b), `"node": "node-1"`) {
+		t.Fatalf("status file %s", b)
+	}
+	if fi, _ := os.Stat(status); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("status file mode %s", fi.Mode().Perm())
 	}
 }

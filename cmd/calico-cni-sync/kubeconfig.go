@@ -168,10 +168,12 @@ func clientFor(o *Options) (*rest.Config, kubernetes.Interface, error) {
 
 func newClient(cfg *rest.Config) (kubernetes.Interface, error) {
 	cfg.UserAgent = "calico-cni-sync/" + buildVersion(version, readBuildInfo())
-	// Idle, the agent makes no request beyond its watches; when it acts,
-	// a condition patch and an event must not queue behind client-go's
-	// default 5 QPS.
-	cfg.QPS, cfg.Burst = 20, 40
+	// A few requests per second per node: idle, the agent makes none
+	// beyond its watches; a pass makes a handful (a condition patch, a
+	// Lease, a token check), and Events go through a client of their own.
+	// Across thousands of nodes this is what bounds the API server's load
+	// when they all act at once.
+	cfg.QPS, cfg.Burst = 5, 10
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create API client: %w", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -39,6 +40,9 @@ func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 		return exitError, err
 	}
 	rep, _, err := r.Reconcile(ctx, mode)
+	if werr := statusFileIfGiven(o, rep); werr != nil {
+		err = errors.Join(err, werr)
+	}
 	if o.Output == "json" {
 		if perr := printJSON(stdout, rep); perr != nil {
 			return exitError, perr
@@ -100,6 +104,9 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	}
 	r.CheckTokens = true // drift reports the API server's verdict
 	rep, _, err := r.Reconcile(ctx, sync.ModeCheck)
+	if werr := statusFileIfGiven(o, rep); werr != nil {
+		err = errors.Join(err, werr)
+	}
 	if perr := printReport(stdout, rep, o.Output, err); perr != nil {
 		return exitError, perr
 	}
@@ -110,6 +117,16 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 		return exitDrift, nil
 	}
 	return exitOK, nil
+}
+
+// statusFileIfGiven writes the status file for --once and drift only when
+// --status-file is on the command line: its default is the agent's, which
+// a repair must not overwrite.
+func statusFileIfGiven(o *Options, rep *sync.Report) error {
+	if !o.given("status-file") {
+		return nil
+	}
+	return sync.WriteStatusFile(o.StatusFile, rep)
 }
 
 // describeInputs is the report's line on where the inputs came from.

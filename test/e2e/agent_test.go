@@ -201,16 +201,21 @@ func TestAnotherWriterNoLoop(t *testing.T) {
 	}
 }
 
-// TestAgentNotReadyUntilAGoodReconcile: started before its ConfigMap exists,
-// the agent reports Error, is not ready, writes nothing; once the ConfigMap
-// appears it writes the files and becomes ready.
-func TestAgentNotReadyUntilAGoodReconcile(t *testing.T) {
+// TestAgentReadyWhenAPassIsReported: started before its ConfigMap exists,
+// the agent reports Error (condition, RenderFailed, an error in the
+// metrics), writes nothing, and is ready: a pass completed and was
+// reported. Once the ConfigMap appears it writes the files.
+func TestAgentReadyWhenAPassIsReported(t *testing.T) {
 	e := newEnv(t, "calico-config-v3.32.yaml")
 	must(t, e.client.CoreV1().ConfigMaps(e.ns).Delete(e.ctx, "calico-config", metav1.DeleteOptions{}))
 	a := e.launchAgent(e.node, e.net)
 	e.waitCondition(e.node, corev1.ConditionUnknown, "Error", "ConfigMap "+e.ns+"/calico-config not found")
-	if err := a.probe("/readyz"); err == nil {
-		t.Fatal("ready without a successful reconcile")
+	// An input error is reported (condition, RenderFailed) and must not
+	// stall a rollout: ready, with the error shown, and retried.
+	e.eventually(10*time.Second, "ready with its inputs in Error", func() error { return a.probe("/readyz") })
+	e.waitEvent(e.node, "RenderFailed", "calico-config not found")
+	if a.metric("calico_cni_sync_reconciles_total", `result="success"`) != 0 {
+		t.Error("a pass in Error counted as a success")
 	}
 	if err := a.probe("/healthz"); err != nil {
 		t.Fatalf("missing inputs made the agent unhealthy: %v", err)
@@ -220,7 +225,6 @@ func TestAgentNotReadyUntilAGoodReconcile(t *testing.T) {
 	}
 	e.applyFixture("calico-config-v3.32.yaml")
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
-	e.eventually(10*time.Second, "ready", func() error { return a.probe("/readyz") })
 }
 
 // TestAgentSurvivesTheDirectoryBeingRemoved: the CNI directory removed
