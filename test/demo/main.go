@@ -1,16 +1,18 @@
-// Command demo tells calico-cni-sync's story on a local control plane: the
-// seed-era calico-config, a token Secret regenerated under a new name, a
-// hand edit. It needs no cluster; `make demo` builds what it needs and runs
-// it. It tears everything down when it ends or on Ctrl-C.
+// Command demo tells calico-cni-sync's story on a local control plane. First
+// the seed's (seed.go): the seed-era calico-config, a token Secret
+// regenerated under a new name, a hand edit. Then today's (today.go): a
+// tigera operator install discovered from its DaemonSet, calico-node's own
+// token refresher left alone while it is healthy, and the token it leaves
+// behind after a signing-key rotation repaired. It needs no cluster; `make
+// demo` builds what it needs and runs it. It tears everything down when it
+// ends or on Ctrl-C.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -20,27 +22,65 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
 )
 
-const ns, node = "kube-system", "demo-node"
-
 func main() { os.Exit(demo()) }
 
+// options are the demo's flags.
+type options struct {
+	binary, fixture, installFixture, kubectl string
+}
+
 func demo() int {
-	binary := flag.String("binary", "bin/calico-cni-sync", "the calico-cni-sync binary")
-	fixture := flag.String("fixture", "test/testdata/fixtures/calico-config-v2.6-etcd.yaml", "the calico-config to apply")
+	var o options
+	flag.StringVar(&o.binary, "binary", "bin/calico-cni-sync", "the calico-cni-sync binary")
+	flag.StringVar(&o.fixture, "fixture", "test/testdata/fixtures/calico-config-v2.6-etcd.yaml", "the seed-era calico-config to apply")
+	flag.StringVar(&o.installFixture, "install-fixture", "test/testdata/fixtures/installs/operator-v3.32.yaml", "today's tigera operator install to apply")
+	flag.StringVar(&o.kubectl, "kubectl", defaultKubectl(), "kubectl, for kubectl apply --server-side")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *binary, *fixture); err != nil {
+	begin := time.Now()
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		return 1
 	}
+	fmt.Printf("\nThe demo took %s.\n", time.Since(begin).Round(time.Second))
 	return 0
+}
+
+// defaultKubectl is the control plane's kubectl, which "make control-plane"
+// builds into test/bin (or $CONTROLPLANE_BIN_DIR).
+func defaultKubectl() string {
+	if dir := os.Getenv("CONTROLPLANE_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, "kubectl")
+	}
+	return filepath.Join("test", "bin", "kubectl")
+}
+
+// env is what both stories share: the control plane, a scratch directory
+// and an admin kubeconfig for the agent and kubectl.
+type env struct {
+	o          options
+	cp         *controlplane.ControlPlane
+	c          kubernetes.Interface
+	dir        string
+	kubeconfig string
+	// agentEnv is the agent's environment: the kubelet would inject the
+	// API server's service address; here it is the control plane's loopback.
+	agentEnv []string
+}
+
+// agentArgs are the flags every agent and drift run of the demo gets: where
+// this node's files, state, backups and status go, and no input flag.
+func (e *env) agentArgs(node, name string) []string {
+	d := filepath.Join(e.dir, name)
+	return []string{"--kubeconfig", e.kubeconfig, "--node-name", node, "--cni-net-dir", filepath.Join(d, "etc-cni-net.d"),
+		"--state-dir", filepath.Join(d, "state"), "--backup-dir", filepath.Join(d, "backups"),
+		"--status-file", filepath.Join(d, "status.json")}
 }
 
 // step prints a numbered heading.
@@ -51,13 +91,17 @@ func step(format string, args ...any) {
 	fmt.Printf("\n\033[1m== %d. %s\033[0m\n", stepN, fmt.Sprintf(format, args...))
 }
 
-func run(ctx context.Context, binary, fixture string) error {
+// chapter prints a story's title.
+func chapter(title string) {
+	fmt.Printf("\n\033[1m######## %s\033[0m\n", title)
+}
+
+func run(ctx context.Context, o options) error {
 	dir, err := os.MkdirTemp("", "calico-cni-sync-demo")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	netDir := filepath.Join(dir, "etc-cni-net.d")
 
 	step("Starting a local control plane: etcd, kube-apiserver, kube-controller-manager (token controller)")
 	cp, err := controlplane.Start(ctx, controlplane.Options{Logf: func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }})
@@ -68,138 +112,27 @@ func run(ctx context.Context, binary, fixture string) error {
 		fmt.Println("\n== Tearing down the control plane")
 		_ = cp.Stop()
 	}()
-	c := cp.Client
 	fmt.Println("   API server at", cp.Host())
-
-	step("Applying the seed-era calico-config (%s): a single-plugin 10-calico.conf with the token inside", filepath.Base(fixture))
-	raw, err := os.ReadFile(fixture)
-	if err != nil {
-		return err
-	}
-	var cm corev1.ConfigMap
-	if err := yaml.Unmarshal(raw, &cm); err != nil {
-		return err
-	}
-	if _, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &cm, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	first, err := newTokenSecret(ctx, c, "calico-node-token-x7k2p")
-	if err != nil {
-		return err
-	}
-	fmt.Println("   ServiceAccount calico-node, token Secret calico-node-token-x7k2p populated by the token controller:", cniconf.RedactedToken(first))
-
-	step("Starting the calico-cni-sync agent for %s, with %s standing in for /etc/cni/net.d", node, netDir)
-	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
-	if err := cp.WriteKubeconfig(kubeconfig, cp.Config); err != nil {
+	e := &env{o: o, cp: cp, c: cp.Client, dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	if err := cp.WriteKubeconfig(e.kubeconfig, cp.Config); err != nil {
 		return err
 	}
 	host, port, _ := strings.Cut(cp.Host(), ":")
-	common := []string{"--kubeconfig", kubeconfig, "--node-name", node, "--cni-net-dir", netDir,
-		"--state-dir", filepath.Join(dir, "state"), "--backup-dir", filepath.Join(dir, "backups"),
-		"--status-file", filepath.Join(dir, "status.json")}
-	agent := exec.Command(binary, append(common, "--http-addr", "127.0.0.1:0")...)
-	agent.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
-	if err != nil {
-		return err
-	}
-	agent.Stdout, agent.Stderr = logf, logf
-	if err := agent.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = agent.Process.Signal(syscall.SIGTERM)
-		_ = agent.Wait()
-		fmt.Println("\n== The agent stopped on SIGTERM; its log:", "(last lines)")
-		b, _ := os.ReadFile(logf.Name())
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		for _, l := range lines[max(0, len(lines)-8):] {
-			fmt.Println("   " + l)
-		}
-	}()
-	conf := filepath.Join(netDir, "10-calico.conf")
-	if err := waitFor(ctx, "the agent writes 10-calico.conf", func() bool { return contains(conf, first) }); err != nil {
-		return err
-	}
-	show(conf, first)
-	if err := waitCondition(ctx, c, "InSync"); err != nil {
-		return err
-	}
+	e.agentEnv = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
 
-	step("The token Secret is deleted and regenerated under a NEW name (the failure that strands nodes)")
-	if err := c.CoreV1().Secrets(ns).Delete(ctx, "calico-node-token-x7k2p", metav1.DeleteOptions{}); err != nil {
+	chapter("The seed's story: Calico v2.6, a calico-config ConfigMap and a legacy token Secret")
+	if err := seedStory(ctx, e); err != nil {
 		return err
 	}
-	second, err := newTokenSecret(ctx, c, "calico-node-token-9fq4m")
-	if err != nil {
-		return err
-	}
-	fmt.Println("   new Secret calico-node-token-9fq4m:", cniconf.RedactedToken(second))
-	start := time.Now()
-	if err := waitFor(ctx, "the new token in 10-calico.conf", func() bool { return contains(conf, second) }); err != nil {
-		return err
-	}
-	if d := time.Since(start); d < time.Millisecond {
-		fmt.Printf("   10-calico.conf already holds %s: the agent wrote it before the demo could look; no restart\n", cniconf.RedactedToken(second))
-	} else {
-		fmt.Printf("   10-calico.conf now holds %s, %s after the demo saw the Secret populated; no restart\n", cniconf.RedactedToken(second), d.Round(time.Millisecond))
-	}
-
-	step("Someone edits 10-calico.conf by hand on the node (mtu 1500 -> 1400)")
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(conf+".edit", []byte(strings.Replace(string(b), `"mtu": 1500`, `"mtu": 1400`, 1)), 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(conf+".edit", conf); err != nil {
-		return err
-	}
-	if err := waitCondition(ctx, c, "Drifted"); err != nil {
-		return err
-	}
-	printEvents(ctx, c)
-
-	step("calico-cni-sync drift on the node (exit 1: not InSync)")
-	drift := exec.CommandContext(ctx, binary, append(common, "drift")...)
-	drift.Env = agent.Env
-	out, _ := drift.CombinedOutput()
-	fmt.Print(indent(string(out)))
-
-	step("calico-cni-sync report: every node's state, from the Node conditions")
-	report := exec.CommandContext(ctx, binary, "report", "--kubeconfig", kubeconfig)
-	out, _ = report.CombinedOutput()
-	fmt.Print(indent(string(out)))
-	fmt.Println("\nThe edit is kept (--on-drift=report) and the cluster knows about it before a restart throws it away.")
-	return nil
+	chapter("Today's story: a tigera operator install, where calico-node refreshes the CNI token itself")
+	return todayStory(ctx, e)
 }
 
-func newTokenSecret(ctx context.Context, c kubernetes.Interface, name string) (string, error) {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
-		Type: corev1.SecretTypeServiceAccountToken}
-	if _, err := c.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-		return "", err
-	}
-	var token string
-	err := waitFor(ctx, "the token controller populates "+name, func() bool {
-		got, err := c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-		token = string(got.Data["token"])
-		return err == nil && token != ""
-	})
-	return token, err
-}
-
-func waitCondition(ctx context.Context, c kubernetes.Interface, reason string) error {
+// waitCondition waits until the node's CalicoCNIConfigDrift condition has
+// the reason, and prints it.
+func waitCondition(ctx context.Context, c kubernetes.Interface, node, reason string) error {
 	var last corev1.NodeCondition
-	err := waitFor(ctx, "Node condition "+reason, func() bool {
+	err := waitFor(ctx, "Node "+node+" condition "+reason, func() bool {
 		n, err := c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -217,19 +150,34 @@ func waitCondition(ctx context.Context, c kubernetes.Interface, reason string) e
 	return err
 }
 
-func printEvents(ctx context.Context, c kubernetes.Interface) {
+// nodeEvents lists the events on a Node, oldest first.
+func nodeEvents(ctx context.Context, c kubernetes.Interface, node string) ([]corev1.Event, error) {
 	evs, err := c.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + node})
+	if err != nil {
+		return nil, err
+	}
+	return evs.Items, nil
+}
+
+func printEvents(ctx context.Context, c kubernetes.Interface, node string) {
+	evs, err := nodeEvents(ctx, c, node)
 	if err != nil {
 		return
 	}
 	fmt.Println("   Events on the Node:")
-	for _, e := range evs.Items {
-		fmt.Printf("   %-8s %-15s %s\n", e.Type, e.Reason, e.Message)
+	for _, e := range evs {
+		fmt.Printf("   %-8s %-15s %s\n", e.Type, e.Reason, cniconf.Redact(e.Message))
 	}
 }
 
+// waitFor polls ok until it holds, for at most a minute.
 func waitFor(ctx context.Context, what string, ok func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return waitWithin(ctx, time.Minute, what, ok)
+}
+
+// waitWithin polls ok until it holds, for at most d.
+func waitWithin(ctx context.Context, d time.Duration, what string, ok func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for !ok() {
 		select {
@@ -246,11 +194,10 @@ func contains(path, s string) bool {
 	return err == nil && strings.Contains(string(b), s)
 }
 
-func show(path, token string) {
+// show prints a file with its tokens (and anything shaped like one) redacted.
+func show(path string, tokens ...string) {
 	b, _ := os.ReadFile(path)
-	var pretty map[string]any
-	_ = json.Unmarshal(b, &pretty)
-	fmt.Printf("   %s (token shown redacted):\n%s", path, indent(cniconf.Redact(string(b), token)+"\n"))
+	fmt.Printf("   %s (token shown redacted):\n%s", path, indent(cniconf.Redact(string(b), tokens...)+"\n"))
 }
 
 func indent(s string) string {
