@@ -57,6 +57,8 @@ const tokenSentinel = "calico-cni-sync-token-sentinel-7f3a9c"
 type snapshot struct {
 	meaning any
 	tokens  []string
+	// chained are the chained plugins set aside (see chainedView).
+	chained []any
 }
 
 // learnTokenFields renders the template with a sentinel token and records
@@ -251,6 +253,9 @@ type judgement struct {
 	// agent's user. It is reported as Drifted (path "mode") above the
 	// content's own state, and put right under either policy.
 	modeWrong bool
+	// chained are the chained plugins the file holds: not compared, kept
+	// when the file is rewritten (keepChained).
+	chained []any
 }
 
 // reported is the state shown for the file: the first that applies.
@@ -290,13 +295,13 @@ func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
 	}
 	switch {
 	case len(changed) == 0 && stale:
-		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths(), reason: why}
+		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths(), reason: why, chained: got.chained}
 	case len(changed) == 0:
-		return judgement{state: InSync, keepToken: keep}
+		return judgement{state: InSync, keepToken: keep, chained: got.chained}
 	case rec.matches(disk, want.parse):
-		return judgement{state: Outdated, changed: changed, tokenStale: stale, keepToken: keep, reason: why}
+		return judgement{state: Outdated, changed: changed, tokenStale: stale, keepToken: keep, reason: why, chained: got.chained}
 	default:
-		return judgement{state: Drifted, changed: changed, tokenStale: stale, keepToken: keep, reason: why}
+		return judgement{state: Drifted, changed: changed, tokenStale: stale, keepToken: keep, reason: why, chained: got.chained}
 	}
 }
 
@@ -332,7 +337,8 @@ func tokensAre(tokens []string, want string) bool {
 
 // mergeToken puts the current token into a hand-edited file and keeps every
 // other byte of the edit. It reports false when the edit cannot be updated
-// safely; the file is then left as it is.
+// safely (a chained plugin would change too, for one); the file is then left
+// as it is.
 func mergeToken(disk []byte, want *File) ([]byte, bool) {
 	got, err := want.parse(disk, want.tokenFields)
 	if err != nil {
@@ -347,7 +353,8 @@ func mergeToken(disk []byte, want *File) ([]byte, bool) {
 	}
 	merged, err := want.parse(out, want.tokenFields)
 	if err != nil || !tokensAre(merged.tokens, want.token) ||
-		len(ChangedPaths(normalize(merged.meaning), normalize(got.meaning))) != 0 {
+		len(ChangedPaths(normalize(merged.meaning), normalize(got.meaning))) != 0 ||
+		!reflect.DeepEqual(merged.chained, got.chained) {
 		return nil, false
 	}
 	return out, true

@@ -50,4 +50,19 @@
 //     (CNI_MTU=auto) is named in the error.
 //   - Environment variables are looked up as install-cni does: set to the
 //     empty string is the empty string; only unset takes the default.
+//   - Plugins other node agents chain onto Calico's conflist (by type:
+//     istio-cni and linkerd-cni unless Dir.ChainedTypes says otherwise) are
+//     set aside wherever they sit, so they are no hand edit, and a rewrite
+//     appends them after the rendered plugins in the order found, which is
+//     where their installers put them, so the installers never fight the
+//     agent. Changed paths and token paths count the rendered plugins only.
+//     The record holds the rendered content alone. A type the template
+//     renders itself is Calico's and is compared as usual.
+//   - A meta-plugin's config (multus and multus-shim unless Dir.MetaTypes
+//     says otherwise: a single config of that type, or a conflist whose
+//     first plugin is one) is recognised by type alone and passed over when
+//     looking for the config the runtime uses, since multus delegates to the
+//     first other config by name. So Calico's is Shadowed only by a config
+//     that is not a meta-plugin's (05-bridge.conflist behind 00-multus.conf
+//     still shadows it).
 package cniconf

@@ -2,6 +2,7 @@ package cniconf
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func FuzzClassify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	conf := want.Conf()
+	conf := (&Dir{}).chainedView(want.Conf())
 	snap, err := snapshotOf(conf, fixedTime(0))
 	if err != nil {
 		f.Fatal(err)
@@ -47,6 +48,10 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"name":"k","plugins":[{"type":"calico","policy":{"k8s_auth_token":"Bearer old"}}]}`), false)
 	f.Add([]byte(`{"name": "k", "plugins": [1, 2]}`), true)
 	f.Add([]byte(`not json`), true)
+	f.Add([]byte(`{"name":"k","plugins":[{"type":"linkerd-cni"},{"type":"calico","policy":{"k8s_auth_token":"Bearer old"}},{"type":"istio-cni","ipam":{}}]}`), true)
+	if istio, err := appendPlugins(conf.Content, []any{map[string]any{"type": "istio-cni", "name": "istio-cni"}}); err == nil {
+		f.Add(istio, true)
+	}
 	f.Fuzz(func(t *testing.T, disk []byte, withRecord bool) {
 		r := rec
 		if !withRecord {
@@ -59,6 +64,14 @@ func FuzzClassify(f *testing.F) {
 		if j.state == InSync && len(j.changed) != 0 {
 			t.Fatalf("InSync with changed paths %v", j.changed)
 		}
+		if len(j.chained) > 0 {
+			// What a rewrite writes is the render with the chained plugins
+			// kept: in sync, and still holding them.
+			kept := classify(j.keepChained(conf.Content), true, conf, r)
+			if kept.state != InSync || !slices.Equal(chainedNames(kept.chained), chainedNames(j.chained)) {
+				t.Fatalf("render with chained %v kept: %s %v chained %v", chainedNames(j.chained), kept.state, kept.changed, chainedNames(kept.chained))
+			}
+		}
 		if merged, ok := mergeToken(disk, conf); ok {
 			var obj map[string]any
 			if json.Unmarshal(merged, &obj) != nil {
@@ -67,6 +80,26 @@ func FuzzClassify(f *testing.F) {
 		}
 		if s := Redact(UnifiedDiff(disk, conf.Content, testToken)); strings.Contains(s, testToken) {
 			t.Fatal("diff shows the token")
+		}
+	})
+}
+
+func FuzzAppendPlugins(f *testing.F) {
+	f.Add([]byte(`{"name":"k","cniVersion":"0.3.1","plugins":[{"type":"calico"}]}`))
+	f.Add([]byte("{\"plugins\": [\n    {\"type\": \"calico\"},\n    {\"type\": \"portmap\"}\n  ], \"name\": \"k\"}"))
+	f.Add([]byte(`{"plugins":[],"plugins":{"type":"x"}}`))
+	f.Add([]byte(`{"name":"k","type":"calico"}`))
+	entry := map[string]any{"type": "istio-cni", "name": "istio-cni", "ipam": map[string]any{}}
+	f.Fuzz(func(t *testing.T, conf []byte) {
+		out, err := appendPlugins(conf, []any{entry})
+		if err != nil || !json.Valid(conf) {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("appending to valid JSON gave invalid JSON: %q", out)
+		}
+		if _, chained := setAside(out, []string{"istio-cni"}); len(chained) == 0 {
+			t.Fatalf("the appended plugin is not found in %q", out)
 		}
 	})
 }

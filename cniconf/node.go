@@ -40,6 +40,10 @@ type FileStatus struct {
 	Diff         string   `json:"diff"`
 	Backup       string   `json:"backup"`
 	Message      string   `json:"message,omitempty"`
+	// Chained are the types of the chained plugins (DefaultChainedTypes)
+	// the file holds: set aside when it was compared, kept when it is
+	// rewritten.
+	Chained []string `json:"chained,omitempty"`
 	// Found and FoundPaths are the state and changed paths before Sync
 	// acted; Action is what it did; WouldChange says a write is due (dry run).
 	Found       State    `json:"-"`
@@ -70,6 +74,17 @@ type Dir struct {
 	// truncate-and-write, and a reader between the two can see a
 	// well-formed file holding half a token.
 	SettleParsed time.Duration
+	// ChainedTypes are the plugin types other node agents append to
+	// Calico's conflist (istio-cni, linkerd-cni): not hand edits. They are
+	// set aside when the file is compared and kept, after the rendered
+	// plugins, when it is rewritten. nil means DefaultChainedTypes; an
+	// empty non-nil list means none.
+	ChainedTypes []string
+	// MetaTypes are the plugin types of a config sorting before Calico's
+	// that delegates to it (multus): such a config does not make Calico's
+	// Shadowed. nil means DefaultMetaTypes; an empty non-nil list means
+	// none.
+	MetaTypes []string
 }
 
 func (d *Dir) now() time.Time {
@@ -83,7 +98,7 @@ func (d *Dir) now() time.Time {
 func (d *Dir) Check(want *Desired) []FileStatus {
 	out := make([]FileStatus, 0, len(want.Files))
 	for _, f := range want.Files {
-		st, _, _ := d.inspect(f, want)
+		st, _, _ := d.inspect(d.chainedView(f), want)
 		out = append(out, st)
 	}
 	return out
@@ -170,7 +185,7 @@ func (d *Dir) inspect(f *File, want *Desired) (FileStatus, onDisk, judgement) {
 		j.modeWrong = od.exists && f.HoldsToken() && !od.safeMode()
 	}
 	state, changed := j.reported()
-	st := FileStatus{Path: path, State: state, ChangedPaths: changed, Message: j.reason}
+	st := FileStatus{Path: path, State: state, ChangedPaths: changed, Message: j.reason, Chained: chainedNames(j.chained)}
 	if st.ChangedPaths == nil {
 		st.ChangedPaths = []string{}
 	}
@@ -184,7 +199,7 @@ func (d *Dir) inspect(f *File, want *Desired) (FileStatus, onDisk, judgement) {
 				tokens = append(tokens, snap.tokens...)
 			}
 		}
-		st.Diff = FileDiff(path, od.data, od.exists, f.Content, tokens...)
+		st.Diff = FileDiff(path, od.data, od.exists, j.keepChained(f.Content), tokens...)
 		if od.odd != "" {
 			st.Diff = fmt.Sprintf("--- %s (on disk)\n+++ %s (desired)\n(not diffed: the file on disk is %s)\n", path, path, od.odd)
 		}
@@ -205,8 +220,6 @@ func joinMessage(a, b string) string {
 	return a + "; " + b
 }
 
-// firstConf is the file a libcni-based runtime (containerd, CRI-O) loads from
-// the directory: the first by name with a CNI extension.
 // settling is how much longer a file that just changed should be left alone.
 //
 // A modification time in the future (a clock that jumped back, a file
@@ -222,13 +235,16 @@ func (d *Dir) settling(od onDisk, settle time.Duration) time.Duration {
 	return 0
 }
 
+// firstConf is the file whose network a libcni-based runtime (containerd,
+// CRI-O) uses: the first by name with a CNI extension, with the configs of
+// meta-plugins that delegate to it passed over (loadedFirst).
 func (d *Dir) firstConf() string {
 	files, err := libcni.ConfFiles(d.NetDir, ConfExtensions)
 	if err != nil || len(files) == 0 {
 		return ""
 	}
 	slices.Sort(files)
-	return filepath.Base(files[0])
+	return filepath.Base(d.loadedFirst(files))
 }
 
 // step is what Sync will do to one file.
@@ -252,6 +268,7 @@ type step struct {
 
 // planFile inspects one file and decides what to do with it.
 func (d *Dir) planFile(f *File, want *Desired) *step {
+	f = d.chainedView(f)
 	st, od, j := d.inspect(f, want)
 	return d.plan(st, f, od, j)
 }
@@ -268,13 +285,13 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 	case Missing:
 		s.write, s.record = f.Content, true
 	case Outdated:
-		s.write, s.record = f.withToken(j.keepToken), true
+		s.write, s.record = j.keepChained(f.withToken(j.keepToken)), true
 	case StaleToken:
 		if wait := d.settling(od, d.SettleParsed); wait > 0 {
 			s.status.SettleFor = wait
 			return s
 		}
-		s.write, s.record, s.action = f.Content, true, ActionRotated
+		s.write, s.record, s.action = j.keepChained(f.Content), true, ActionRotated
 	case Corrupt:
 		if wait := d.settling(od, d.Settle); wait > 0 {
 			s.status.SettleFor = wait
@@ -287,7 +304,7 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 		// another writer (calico-node) may replace it later.
 		s.backup = true
 		if d.Policy == PolicyEnforce {
-			s.write, s.record, s.action = f.withToken(j.keepToken), true, ActionRestored
+			s.write, s.record, s.action = j.keepChained(f.withToken(j.keepToken)), true, ActionRestored
 		} else if j.tokenStale {
 			s.action = ActionRotated
 			merged, ok := mergeToken(disk, f)
@@ -444,7 +461,7 @@ func (d *Dir) TokensOnDisk(want *Desired) []string {
 		if err != nil {
 			continue
 		}
-		snap, err := f.parse(disk, f.tokenFields)
+		snap, err := d.chainedView(f).parse(disk, f.tokenFields)
 		if err != nil {
 			continue
 		}
