@@ -195,9 +195,12 @@ func (a *Agent) wireInputs() error {
 		}
 		a.Reconciler.Install = InstallFromConfigMap(cm, a.ConfigMapKey, a.TemplateFile, os.LookupEnv,
 			APICluster{Client: a.Client}, SourceInfo{Kind: SourceConfigMap})
+		a.Reconciler.Fresh = InstallFromConfigMap(ConfigMapFromAPI(a.Client, a.Namespace, a.ConfigMap), a.ConfigMapKey, a.TemplateFile,
+			os.LookupEnv, APICluster{Client: a.Client}, SourceInfo{Kind: SourceConfigMap})
 	default:
 		c := newWatchedCluster(a.Client, a.Reconciler.NodeName, a.trigger, a.startInformer)
 		a.Reconciler.Install = InstallFromDaemonSet(c, a.DaemonSet, a.Reconciler.NodeName, os.LookupEnv, "")
+		a.Reconciler.Fresh = InstallFromDaemonSet(APICluster{Client: a.Client}, a.DaemonSet, a.Reconciler.NodeName, os.LookupEnv, "")
 	}
 	secrets := func() TokenSource { return &watchedSecrets{agent: a, pinned: a.TokenSecret} }
 	requests := func() TokenSource { return NewTokenRequester(a.Client, a.TokenTTL, nil) }

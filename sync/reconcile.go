@@ -51,10 +51,16 @@ type Reconciler struct {
 	// CNI_CONF_NAME, else the name follows the content.
 	ConfName       string
 	KubeconfigName string
-	// CA is the fallback CA for the kubeconfig (--ca-file, else the agent's own).
-	CA []byte
+	// CA gives the fallback CA for the kubeconfig (--ca-file, else the
+	// agent's own), read again at every pass so that a rotated CA (the
+	// kubelet updates a pod's ca.crt in place) is followed. Nil: none.
+	CA func() ([]byte, error)
 	// Install gives what install-cni would get.
 	Install InstallSource
+	// Fresh, when set, gives the same read straight from the API server;
+	// it is asked before --on-drift=enforce replaces a hand edit, so that a
+	// cache a moment behind never rolls a newer input back (the agent).
+	Fresh InstallSource
 	Token   TokenSource
 	// TokenSourceName is reported when the token cannot be read.
 	TokenSourceName string
@@ -91,7 +97,10 @@ const (
 // reported as Error and left alone) or a write failed.
 func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cniconf.Desired, error) {
 	rep := &Report{Node: r.NodeName, CheckedAt: r.now().UTC().Truncate(time.Second), Token: TokenInfo{Source: r.TokenSourceName}}
-	plan, err := r.plan(ctx)
+	plan, err := r.plan(ctx, r.Install)
+	if err == nil && mode == ModeSync && r.Fresh != nil && r.Dir.Policy == cniconf.PolicyEnforce && anyDrifted(r.Dir.Check(plan.want)) {
+		plan, err = r.plan(ctx, r.Fresh)
+	}
 	if plan != nil {
 		rep.Source, rep.Token = plan.source, plan.tokenInfo()
 	}
@@ -150,6 +159,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 	return rep, want, fileErrors(rep.Files)
 }
 
+func anyDrifted(files []cniconf.FileStatus) bool {
+	for _, f := range files {
+		if f.State == cniconf.Drifted {
+			return true
+		}
+	}
+	return false
+}
+
 // checksTokens says whether this pass asks the API server about the tokens
 // on disk.
 func (r *Reconciler) checksTokens(policy string) bool {
@@ -165,7 +183,7 @@ func (r *Reconciler) now() time.Time {
 
 // Desired reads the inputs and renders the files they call for.
 func (r *Reconciler) Desired(ctx context.Context) (*cniconf.Desired, Token, error) {
-	p, err := r.plan(ctx)
+	p, err := r.plan(ctx, r.Install)
 	if p == nil {
 		return nil, Token{}, err
 	}
@@ -185,8 +203,8 @@ type pass struct {
 }
 
 // plan reads the inputs, picks the token and the policy, and renders.
-func (r *Reconciler) plan(ctx context.Context) (*pass, error) {
-	in, err := r.Install(ctx)
+func (r *Reconciler) plan(ctx context.Context, install InstallSource) (*pass, error) {
+	in, err := install(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +301,11 @@ func (r *Reconciler) repairDue(want *cniconf.Desired, h TokenHealth) bool {
 // render builds the desired files from the inputs and a token.
 func (r *Reconciler) render(in *Install, tok Token) (*cniconf.Desired, error) {
 	ca := tok.CA
-	if len(ca) == 0 {
-		ca = r.CA
+	if len(ca) == 0 && r.CA != nil {
+		var err error
+		if ca, err = r.CA(); err != nil {
+			return nil, err
+		}
 	}
 	confName := r.ConfName
 	if confName == "" && in.Env != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -19,6 +20,8 @@ func newReconciler(ctx context.Context, o *Options, cfg *rest.Config, client kub
 		Dir: cniconf.Dir{
 			NetDir: o.CNINetDir, BackupDir: o.BackupDir, StateDir: o.StateDir,
 			Policy: cniconf.Policy(o.OnDrift), BackupsKept: cniconf.DefaultBackupsKept,
+			ChainedTypes: append(slices.Clone(cniconf.DefaultChainedTypes), o.ChainedPluginTypes...),
+			MetaTypes:    append(slices.Clone(cniconf.DefaultMetaTypes), o.MetaPluginTypes...),
 		},
 		NodeName: o.NodeName, KubeconfigName: o.CNIKubeconfigName, TokenSourceName: o.TokenSource,
 		ServiceAccount: o.ServiceAccount, Policy: o.TokenPolicy,
@@ -27,13 +30,12 @@ func newReconciler(ctx context.Context, o *Options, cfg *rest.Config, client kub
 		r.ConfName = o.CNIConfName // a flag wins over install-cni's CNI_CONF_NAME
 	}
 	if o.CAFile != "" {
-		ca, err := readCAFile(o.CAFile)
-		if err != nil {
-			return nil, err
+		if _, err := readCAFile(o.CAFile); err != nil {
+			return nil, err // checked before anything is written
 		}
-		r.CA = ca
+		r.CA = func() ([]byte, error) { return readCAFile(o.CAFile) }
 	} else if cfg != nil {
-		r.CA = apiCA(cfg)
+		r.CA = func() ([]byte, error) { return apiCA(cfg), nil }
 	}
 	install, err := installSource(ctx, o, client)
 	if err != nil {

@@ -101,6 +101,11 @@ type Options struct {
 	ShowToken bool
 	// Selector selects the nodes report judges: the agent's DaemonSet's.
 	Selector string
+	// ChainedPluginTypes and MetaPluginTypes add to the plugin types that
+	// other node agents chain into Calico's list (istio-cni, linkerd-cni)
+	// and that delegate to Calico from a config sorting first (multus).
+	ChainedPluginTypes []string
+	MetaPluginTypes    []string
 
 	// changed records the flags given on the command line.
 	changed func(name string) bool
@@ -170,6 +175,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")
 	fs.StringVarP(&o.Output, "output", "o", o.Output, "output of --once, drift, report and render: text or json")
+	fs.StringSliceVar(&o.ChainedPluginTypes, "chained-plugin-types", o.ChainedPluginTypes, "more plugin types that other agents chain into Calico's list, kept and not taken for hand edits (istio-cni and linkerd-cni always are)")
+	fs.StringSliceVar(&o.MetaPluginTypes, "meta-plugin-types", o.MetaPluginTypes, "more plugin types whose config, sorting first, delegates to Calico and does not shadow it (multus and multus-shim always do)")
 	fs.StringVarP(&o.Selector, "selector", "l", o.Selector, "report: the nodes to judge, as a label selector (those the agent's DaemonSet runs on)")
 	fs.BoolVar(&o.Once, "once", o.Once, "reconcile this node once and exit")
 	fs.BoolVar(&o.DryRun, "dry-run", o.DryRun, "with --once: print a unified diff, write nothing")
