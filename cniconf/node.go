@@ -376,12 +376,14 @@ func (d *Dir) writeFiles(steps []*step) error {
 			return writeFailed(fmt.Errorf("create %s: %w", d.NetDir, err), changed)
 		}
 		written, err := WriteAtomic(s.status.Path, s.write, s.file.Mode)
-		if err != nil {
-			return writeFailed(err, changed)
-		}
 		if written {
+			// Renamed into place, even when the directory's fsync then
+			// failed: the file changed, and that is reported.
 			s.status.Action = s.action
 			changed = append(changed, s.status.Path)
+		}
+		if err != nil {
+			return writeFailed(err, changed)
 		}
 	}
 	return nil

@@ -82,9 +82,9 @@ func Backup(dir, name string, data []byte, now time.Time, keep int) (string, err
 	if _, err := WriteAtomic(path, data, 0o600); err != nil {
 		return "", fmt.Errorf("back up %s: %w (check --backup-dir)", name, err)
 	}
-	if err := pruneBackups(dir, append(mine, filepath.Base(path)), filepath.Base(path), keep); err != nil {
-		return path, err
-	}
+	// A backup that could not be pruned is still a backup: the next one
+	// prunes again, and the write it protects goes ahead.
+	_ = pruneBackups(dir, append(mine, filepath.Base(path)), filepath.Base(path), keep)
 	return path, nil
 }
 

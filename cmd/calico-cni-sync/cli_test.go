@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,6 +117,13 @@ func TestMeaninglessCombinations(t *testing.T) {
 		{[]string{"drift", "--token-file", "t", "--token-source", "tokenrequest"}, []string{"--token-file", "--token-source=tokenrequest"}},
 		{[]string{"--once", "--token-secret", "s", "--token-source", "tokenrequest"}, []string{"--token-secret", "--token-source=secret"}},
 		{[]string{"--once", "--token-secret", "s", "--token-file", "t"}, []string{"--token-secret", "--token-source=secret", "file"}},
+		{[]string{"--accept-env-change"}, []string{"--accept-env-change", "--once"}},
+		{[]string{"--once", "--configmap", ""}, []string{"--configmap"}},
+		{[]string{"--once", "--http-addr", "9645"}, []string{"--http-addr", "HOST:PORT"}},
+		{[]string{"--once", "--cni-net-dir", "/tmp/x-net", "--status-file", "/tmp/x-net/status.json"}, []string{"--status-file", "inside --cni-net-dir"}},
+		{[]string{"--once", "--token-policy", "trust"}, []string{"--token-policy", "auto, own or guard"}},
+		{[]string{"--once", "--source", "etcd"}, []string{"--source", "daemonset or configmap"}},
+		{[]string{"--once", "--calico-daemonset", "calico-node"}, []string{"--calico-daemonset", "NAMESPACE/NAME"}},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -146,5 +154,18 @@ func TestErrorsArePrintedOnce(t *testing.T) {
 		if c := strings.Count(out, "no cni_network_config"); c != 1 {
 			t.Errorf("%v: the error is printed %d times:\n%s", args, c, out)
 		}
+	}
+}
+
+// TestStateDirLinkedIntoTheCNIDirIsRefused: containment follows symlinks.
+func TestStateDirLinkedIntoTheCNIDirIsRefused(t *testing.T) {
+	noKubeconfig(t)
+	dir := t.TempDir()
+	net := dir + "/net"
+	must(t, os.MkdirAll(net+"/state", 0o755))
+	must(t, os.Symlink(net+"/state", dir+"/state-link"))
+	code, _, errOut := runArgs("--once", "--cni-net-dir", net, "--state-dir", dir+"/state-link/records")
+	if code != 2 || !strings.Contains(errOut, "--state-dir") {
+		t.Fatalf("exit %d: %q", code, errOut)
 	}
 }

@@ -52,13 +52,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return c.code
 }
 
+// maxClientVerbosity caps client-go's own verbosity: from -v 6 on it logs
+// requests and, past 7, response bodies (hex-dumped protobuf among them, where
+// a token would escape the redaction). 5 shows what the agent asks and why.
+const maxClientVerbosity = 5
+
 // newLogger builds the one slog logger and routes client-go's klog into it.
+// -v n shows klog's V(n) lines (slog level -n) up to maxClientVerbosity: -v 0
+// is info, -v 1 the agent's debug lines, -v 2..5 client-go's as well.
 func newLogger(w io.Writer, o *Options) *slog.Logger {
-	level := slog.LevelInfo
-	if o.Verbosity > 0 {
-		level = slog.LevelDebug
+	v := min(o.Verbosity, maxClientVerbosity)
+	hopts := &slog.HandlerOptions{Level: slog.Level(-v)}
+	if v >= 1 {
+		hopts.Level = min(slog.LevelDebug, slog.Level(-v))
 	}
-	hopts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(w, hopts)
 	if o.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, hopts)
@@ -67,6 +74,6 @@ func newLogger(w io.Writer, o *Options) *slog.Logger {
 	klog.SetSlogLogger(logger)
 	var klogFlags goflagSet
 	klog.InitFlags(klogFlags.set())
-	_ = klogFlags.fs.Set("v", fmt.Sprint(o.Verbosity))
+	_ = klogFlags.fs.Set("v", fmt.Sprint(v))
 	return logger
 }

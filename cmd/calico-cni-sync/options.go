@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -272,6 +273,20 @@ func (o *Options) validateNode() []error {
 	if o.CNINetDir == "" {
 		errs = append(errs, errors.New("--cni-net-dir must not be empty"))
 	}
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("no node name: give --node-name (or set NODE_NAME); the hostname could not be read"))
+	}
+	if o.Namespace == "" || o.ConfigMap == "" || o.ConfigMapKey == "" {
+		errs = append(errs, errors.New("--namespace, --configmap and --configmap-key must not be empty"))
+	}
+	if o.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--http-addr %q: want HOST:PORT or :PORT: %w", o.HTTPAddr, err))
+		}
+	}
+	if within(o.StatusFile, o.CNINetDir) {
+		errs = append(errs, fmt.Errorf("--status-file %s must not be inside --cni-net-dir %s: a runtime would load a .json there", o.StatusFile, o.CNINetDir))
+	}
 	if o.CNIConfName != "" {
 		errs = append(errs, plainFileName("--cni-conf-name", o.CNIConfName))
 	}
@@ -358,18 +373,39 @@ func plainFileName(flag, name string) error {
 	return nil
 }
 
-// within reports whether dir is dir2 or below it.
+// within reports whether dir is dir2 or below it, following symlinks of
+// whatever part of each path exists.
 func within(dir, dir2 string) bool {
 	if dir == "" || dir2 == "" {
 		return false
 	}
-	a, errA := filepath.Abs(dir)
-	b, errB := filepath.Abs(dir2)
+	a, errA := resolved(dir)
+	b, errB := resolved(dir2)
 	if errA != nil || errB != nil {
 		return false
 	}
 	rel, err := filepath.Rel(b, a)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// resolved is path made absolute with the symlinks of its longest existing
+// prefix resolved: a state directory that is a link into the CNI
+// directory is inside it.
+func resolved(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for p := abs; ; p = filepath.Dir(p) {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if p == filepath.Dir(p) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+	}
 }
 
 // offline reports whether the command has every input it needs without an

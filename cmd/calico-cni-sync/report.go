@@ -11,7 +11,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/pager"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync"
@@ -37,7 +39,14 @@ const stateStale = "Stale"
 // whatever its condition says. Problems sort first, most severe first, then
 // by name.
 func nodeStates(ctx context.Context, client kubernetes.Interface, selector string, resync time.Duration, now time.Time) ([]NodeState, error) {
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector})
+	// Node objects are large (their images): list them a page at a time.
+	var nodes []corev1.Node
+	err := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return client.CoreV1().Nodes().List(ctx, opts)
+	}).EachListItem(ctx, metav1.ListOptions{LabelSelector: selector, Limit: 500}, func(obj runtime.Object) error {
+		nodes = append(nodes, *obj.(*corev1.Node))
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list Nodes: %w", err)
 	}
@@ -52,8 +61,8 @@ func nodeStates(ctx context.Context, client kubernetes.Interface, selector strin
 			fresh[node] = sync.LeaseFresh(l, resync, now)
 		}
 	}
-	out := make([]NodeState, 0, len(nodes.Items))
-	for _, n := range nodes.Items {
+	out := make([]NodeState, 0, len(nodes))
+	for _, n := range nodes {
 		row := NodeState{Name: n.Name, State: "Unknown"}
 		for _, c := range n.Status.Conditions {
 			if c.Type != sync.ConditionType {
