@@ -79,6 +79,8 @@ func (m *Metrics) observe(rep *Report, err error, triggered time.Time) {
 	}
 	if rep.Token.ExpiresAt != nil {
 		m.TokenExpiry.Set(float64(rep.Token.ExpiresAt.Unix()))
+	} else if len(rep.Files) > 0 && rep.Files[0].State != cniconf.Error {
+		m.TokenExpiry.Set(0) // a token with no expiry (a legacy Secret's)
 	}
 	switch {
 	case rep.Token.Accepted == nil:
