@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -160,6 +161,20 @@ func parseKubeconfigSnapshot(data []byte, _ []TokenField) (snapshot, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return snapshot{}, fmt.Errorf("parse kubeconfig: %w", err)
 	}
+	// The server by meaning: install-cni v3.22-v3.30 brackets an IPv4
+	// host too (https://[10.96.0.1]:443), v3.31.4-v3.31.7 leaves an IPv6
+	// host bare; both mean what the canonical form says.
+	if clusters, ok := doc["clusters"].([]any); ok {
+		for _, c := range clusters {
+			if cm, ok := c.(map[string]any); ok {
+				if cl, ok := cm["cluster"].(map[string]any); ok {
+					if srv, ok := cl["server"].(string); ok {
+						cl["server"] = canonicalServer(srv)
+					}
+				}
+			}
+		}
+	}
 	if users, ok := doc["users"].([]any); ok && ui < len(users) {
 		if u, ok := users[ui].(map[string]any); ok {
 			if user, ok := u["user"].(map[string]any); ok {
@@ -196,4 +211,27 @@ func (in *Inputs) DesiredKubeconfig() (Kubeconfig, error) {
 	}
 	k.CAData = in.CA
 	return k, nil
+}
+
+// canonicalServer writes a server URL's host as net.JoinHostPort does:
+// brackets around an IPv6 address only. A URL it cannot read is returned
+// as it is.
+func canonicalServer(server string) string {
+	scheme, rest, ok := strings.Cut(server, "://")
+	if !ok {
+		return server
+	}
+	hostport, path := rest, ""
+	if i := strings.Index(rest, "/"); i >= 0 {
+		hostport, path = rest[:i], rest[i:]
+	}
+	i := strings.LastIndex(hostport, ":")
+	if i < 0 || strings.HasSuffix(hostport, "]") {
+		return server // no port
+	}
+	host, port := strings.Trim(hostport[:i], "[]"), hostport[i+1:]
+	if host == "" || port == "" {
+		return server
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + path
 }

@@ -401,3 +401,29 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestKubeconfigServerFormsAreOne: install-cni's bracketed IPv4 host
+// (v3.22-v3.30) and bare IPv6 host (v3.31.4-v3.31.7) mean the same server.
+func TestKubeconfigServerFormsAreOne(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://[10.96.0.1]:443", "https://10.96.0.1:443"},
+		{"https://10.96.0.1:443", "https://10.96.0.1:443"},
+		{"https://fd00::1:443", "https://[fd00::1]:443"},
+		{"https://[fd00::1]:443", "https://[fd00::1]:443"},
+		{"https://api.example.com:6443/", "https://api.example.com:6443/"},
+		{"https://api.example.com", "https://api.example.com"},
+	} {
+		if got := canonicalServer(tc.in); got != tc.want {
+			t.Errorf("canonicalServer(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	d := newTestDir(t)
+	a := desiredMTU(t, d.NetDir, "1400")
+	mustSync(t, d, a)
+	kc := filepath.Join(d.NetDir, DefaultKubeconfigName)
+	b := mustRead(t, kc)
+	must(t, os.WriteFile(kc, []byte(strings.Replace(string(b), "server: https://10.96.0.1:443", "server: https://[10.96.0.1]:443", 1)), 0o600))
+	if st := d.Check(a)[1]; st.State != InSync {
+		t.Fatalf("install-cni's bracketed server: %s %v", st.State, st.ChangedPaths)
+	}
+}
