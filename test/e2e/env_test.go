@@ -81,8 +81,8 @@ type env struct {
 	kubeconfig string // the agent's credentials (admin unless a test says otherwise)
 	// bare runs the agent with no input flags at all (no --namespace, no
 	// token flags), as the manifests run it.
-	bare bool
-	secret     string // the current token Secret
+	bare   bool
+	secret string // the current token Secret
 }
 
 func newEnv(t testing.TB, fixture string) *env {
