@@ -38,6 +38,7 @@ type Liveness struct {
 	Now    func() time.Time
 
 	renewed time.Time
+	last    *coordinationv1.Lease // as the last renewal left it
 }
 
 func (l *Liveness) now() time.Time {
@@ -52,7 +53,9 @@ func (l *Liveness) Due() bool {
 	return l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period
 }
 
-// Renew creates or renews the Lease.
+// Renew creates or renews the Lease: one update of the object it last
+// wrote, so a renewal is one request; a GET only at start or when someone
+// else changed the Lease.
 func (l *Liveness) Renew(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
@@ -60,22 +63,36 @@ func (l *Liveness) Renew(ctx context.Context) error {
 	name := LeasePrefix + l.Node
 	now := metav1.NewMicroTime(l.now())
 	secs := int32(2 * l.Period / time.Second)
+	var err error
+	if l.last != nil {
+		next := l.last.DeepCopy()
+		next.Spec.HolderIdentity, next.Spec.LeaseDurationSeconds, next.Spec.RenewTime = &l.Node, &secs, &now
+		l.last, err = leases.Update(ctx, next, metav1.UpdateOptions{})
+		if err == nil {
+			l.renewed = now.Time
+			return nil
+		}
+		l.last = nil
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("renew Lease %s/%s: %w", l.Namespace, name, err)
+		}
+	}
 	lease, err := leases.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		_, err = leases.Create(ctx, &coordinationv1.Lease{
+		lease, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: l.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "calico-cni-sync"}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.Node, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
 		}, metav1.CreateOptions{})
 	case err == nil:
 		lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.RenewTime = &l.Node, &secs, &now
-		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		lease, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("renew Lease %s/%s: %w", l.Namespace, name, err)
 	}
-	l.renewed = now.Time
+	l.last, l.renewed = lease, now.Time
 	return nil
 }
 

@@ -61,7 +61,7 @@ type Reconciler struct {
 	// it is asked before --on-drift=enforce replaces a hand edit, so that a
 	// cache a moment behind never rolls a newer input back (the agent).
 	Fresh InstallSource
-	Token   TokenSource
+	Token TokenSource
 	// TokenSourceName is reported when the token cannot be read.
 	TokenSourceName string
 	// ServiceAccount overrides the CNI service account (--service-account).

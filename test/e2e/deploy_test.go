@@ -103,6 +103,15 @@ func (e *env) installCalico(fixture string) {
 	host, port, _ := strings.Cut(cp.Host(), ":")
 	manifest = strings.ReplaceAll(manifest, "value: 10.96.0.1\n", "value: "+host+"\n")
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
+	// The namespace is the test's to make and keep: deleting it with the
+	// install would leave it terminating under the next test.
+	var docs []string
+	for _, d := range strings.Split(manifest, "\n---\n") {
+		if !regexp.MustCompile(`(?m)^kind: Namespace$`).MatchString(d) {
+			docs = append(docs, d)
+		}
+	}
+	manifest = strings.Join(docs, "\n---\n")
 	path := filepath.Join(e.t.TempDir(), fixture)
 	must(e.t, os.WriteFile(path, []byte(manifest), 0o600))
 	admin := filepath.Join(e.t.TempDir(), "admin.kubeconfig")
@@ -339,7 +348,7 @@ func TestManifestsApply(t *testing.T) {
 }
 
 // calicoSystem creates the operator's namespace for a test that needs it.
-func calicoSystem(t *testing.T, ctx context.Context) {
+func calicoSystem(t testing.TB, ctx context.Context) {
 	t.Helper()
 	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "calico-system"}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {

@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// operatorNodeEnv is an env on a tigera operator install (calico-system),
+// with this node's calico-node Pod as the DaemonSet controller would create
+// it, and an agent run as the manifests run it: no input flags.
+func operatorNodeEnv(b *testing.B) *env {
+	e := newEnv(b, "calico-config-v3.32.yaml")
+	e.bare = true
+	calicoSystem(b, e.ctx)
+	e.installCalico("operator-v3.32.yaml")
+	ds, err := cp.Client.AppsV1().DaemonSets("calico-system").Get(e.ctx, "calico-node", metav1.GetOptions{})
+	must(b, err)
+	yes := true
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "calico-node-" + e.node, Namespace: "calico-system", Labels: ds.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds.Name, UID: ds.UID, Controller: &yes}}},
+		Spec: *ds.Spec.Template.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = e.node
+	_, err = cp.Client.CoreV1().Pods("calico-system").Create(e.ctx, pod, metav1.CreateOptions{})
+	must(b, err)
+	b.Cleanup(func() {
+		_ = cp.Client.CoreV1().Pods("calico-system").Delete(e.ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+	return e
+}
+
+// labelledProxy forwards to the API server and counts requests by verb and
+// resource, watches apart.
+type labelledProxy struct {
+	srv     *httptest.Server
+	mu      gosync.Mutex
+	counts  map[string]int
+	watches int
+}
+
+func newLabelledProxy(b *testing.B) *labelledProxy {
+	rt, err := rest.TransportFor(cp.Config)
+	must(b, err)
+	target, _ := url.Parse("https://" + cp.Host())
+	p := &labelledProxy{counts: map[string]int{}}
+	rp := &httputil.ReverseProxy{Transport: rt, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Header.Del("Authorization") // the proxy's own client certificate authenticates
+	}}
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		if q := r.URL.Query().Get("watch"); q == "true" || q == "1" {
+			p.watches++
+		} else {
+			p.counts[r.Method+" "+resourceOf(r.URL.Path)]++
+		}
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	p.srv.Listener, err = net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	p.srv.StartTLS()
+	b.Cleanup(p.srv.Close)
+	return p
+}
+
+// resourceOf keeps the resource of an API path and its subresource, not
+// the names in it: /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]] or
+// /apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME[/SUB]], or the same
+// without a namespace.
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	rest := parts
+	switch {
+	case len(parts) > 2 && parts[0] == "api":
+		rest = parts[2:]
+	case len(parts) > 3 && parts[0] == "apis":
+		rest = parts[3:]
+	}
+	if len(rest) > 2 && rest[0] == "namespaces" {
+		rest = rest[2:]
+	}
+	switch len(rest) {
+	case 0:
+		return path
+	case 1, 2:
+		return rest[0]
+	default:
+		return rest[0] + "/" + rest[2]
+	}
+}
+
+func (p *labelledProxy) snapshot() (map[string]int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range p.counts {
+		out[k] = v
+	}
+	return out, p.watches
+}
+
+// BenchmarkIdleDiscoveredAgent: an idle agent on an operator install, found
+// by discovery, its traffic counted by kind over a window with short
+// periods, and scaled to an hour at the default periods (a pass every 5
+// minutes: the resync and its Lease renewal; a token check every 10).
+func BenchmarkIdleDiscoveredAgent(b *testing.B) {
+	e := operatorNodeEnv(b)
+	proxy := newLabelledProxy(b)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.srv.Certificate().Raw})
+	kc := filepath.Join(e.dir, "proxied.kubeconfig")
+	must(b, cp.WriteKubeconfig(kc, &rest.Config{Host: proxy.srv.URL, BearerToken: "via-proxy", TLSClientConfig: rest.TLSClientConfig{CAData: ca}}))
+	e.kubeconfig = kc
+	const resync, check = 20 * time.Second, 30 * time.Second
+	a := e.startAgent("--resync-period", resync.String(), "--token-check-period", check.String())
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.eventually(30*time.Second, "start-up traffic over", func() error {
+		before, _ := proxy.snapshot()
+		time.Sleep(time.Second) // a quiet second: the measurement's own pacing, not a wait for a result
+		after, _ := proxy.snapshot()
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			return errorf("requests still coming")
+		}
+		return nil
+	})
+	start, watchesOpen := proxy.snapshot()
+	pid := a.cmd.Process.Pid
+	b.ResetTimer()
+	const window = 60 * time.Second
+	var maxRSS, maxAnon int64
+	end := time.After(window)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for open := true; open; {
+		rss, anon := rssKiB(b, pid)
+		maxRSS, maxAnon = max(maxRSS, rss), max(maxAnon, anon)
+		select {
+		case <-end:
+			open = false
+		case <-tick.C:
+		}
+	}
+	after, watchesAfter := proxy.snapshot()
+	var kinds []string
+	total := 0
+	for k, v := range after {
+		if d := v - start[k]; d > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, d))
+			total += d
+		}
+	}
+	sort.Strings(kinds)
+	// Reported as counted; BENCHMARKS.md scales them to an hour at the
+	// default periods (a Lease renewal per 5-minute resync, a token check
+	// every 10 minutes).
+	b.ReportMetric(float64(total), "api-requests-window")
+	b.ReportMetric(float64(watchesOpen), "watches-open")
+	b.ReportMetric(float64(maxRSS)/1024, "rss-MiB")
+	b.ReportMetric(float64(maxAnon)/1024, "rss-anon-MiB")
+	fmt.Printf("idle discovered agent, %s window (resync %s, token check %s): %d requests [%s], %d watches open, %d new; rss=%.1fMiB (anonymous %.1fMiB)\n",
+		window, resync, check, total, strings.Join(kinds, " "), watchesOpen, watchesAfter-watchesOpen,
+		float64(maxRSS)/1024, float64(maxAnon)/1024)
+}
+
+// watcherKubeconfig is calico-kubeconfig as calico-node's token watcher
+// writes it (fixtures/installs/kubeconfig-token-watch.txt), for token.
+func watcherKubeconfig(b *testing.B, e *env, token string) []byte {
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", "fixtures", "installs", "kubeconfig-token-watch.txt"))
+	must(b, err)
+	host, port, _ := strings.Cut(cp.Host(), ":")
+	return []byte(strings.NewReplacer("@@SERVER@@", "https://"+host+":"+port,
+		"@@CA_B64@@", base64.StdEncoding.EncodeToString(cp.CAData()), "@@TOKEN@@", token).Replace(string(raw)))
+}
+
+// statusPath is where launchAgent puts the agent's status file.
+func statusPath(e *env) string { return filepath.Join(e.dir, "status-"+e.node+".json") }
+
+// statusToken reads the token section of the agent's status file.
+func statusToken(e *env) (exp *time.Time, accepted *bool) {
+	data, err := os.ReadFile(statusPath(e))
+	if err != nil {
+		return nil, nil
+	}
+	var doc struct {
+		Token struct {
+			ExpiresAt *time.Time `json:"expiresAt"`
+			Accepted  *bool      `json:"accepted"`
+		} `json:"token"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return nil, nil
+	}
+	return doc.Token.ExpiresAt, doc.Token.Accepted
+}
+
+// BenchmarkGuardVerdict: calico-node's token watcher writes a fresh, healthy
+// token (its layout, truncate-and-write); how long until the agent has
+// judged it (the status file shows its expiry and the API server's verdict),
+// writing nothing.
+func BenchmarkGuardVerdict(b *testing.B) {
+	e := operatorNodeEnv(b)
+	a := e.startAgent()
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	kcPath := filepath.Join(e.net, "calico-kubeconfig")
+	writes := a.metric("calico_cni_sync_writes_total")
+	waiter := newFileWaiter(b, e.dir, filepath.Base(statusPath(e)))
+	var samples []time.Duration
+	b.ResetTimer()
+	for i := 0; i < 50; i++ {
+		// A lifetime a few seconds apart each time: the status file tells
+		// the tokens apart by their expiry.
+		tok, err := cp.TokenFor(e.ctx, "calico-system", "calico-cni-plugin", time.Hour+time.Duration(i*7)*time.Second)
+		must(b, err)
+		claims, ok := tokenExpiry(tok)
+		if !ok {
+			b.Fatal("a TokenRequest token without exp")
+		}
+		start := time.Now()
+		must(b, os.WriteFile(kcPath, watcherKubeconfig(b, e, tok), 0o600))
+		waiter.wait(b, func(string) bool {
+			exp, acc := statusToken(e)
+			return exp != nil && exp.Equal(claims) && acc != nil && *acc
+		})
+		samples = append(samples, time.Since(start))
+	}
+	b.StopTimer()
+	if got := a.metric("calico_cni_sync_writes_total"); got != writes {
+		b.Fatalf("the agent wrote over healthy tokens: writes %v, was %v", got, writes)
+	}
+	report(b, "guard-healthy-rewrite-to-verdict", samples)
+}
+
+// BenchmarkGuardRepair: a token for another account appears in
+// calico-kubeconfig (calico-node's refresher gone wrong); how long until a
+// healthy token for the CNI account is on disk.
+func BenchmarkGuardRepair(b *testing.B) {
+	e := operatorNodeEnv(b)
+	e.startAgent()
+	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	kcPath := filepath.Join(e.net, "calico-kubeconfig")
+	waiter := newFileWaiter(b, e.net, "calico-kubeconfig")
+	var samples []time.Duration
+	b.ResetTimer()
+	for i := 0; i < 30; i++ {
+		wrong, err := cp.TokenFor(e.ctx, "calico-system", "calico-node", time.Hour)
+		must(b, err)
+		start := time.Now()
+		must(b, os.WriteFile(kcPath, watcherKubeconfig(b, e, wrong), 0o600))
+		waiter.wait(b, func(content string) bool {
+			cfg, err := clientcmd.Load([]byte(content))
+			if err != nil {
+				return false
+			}
+			for _, u := range cfg.AuthInfos {
+				return subjectOf(u.Token) == "system:serviceaccount:calico-system:calico-cni-plugin"
+			}
+			return false
+		})
+		samples = append(samples, time.Since(start))
+	}
+	report(b, "guard-unhealthy-to-healthy", samples)
+}
+
+// tokenExpiry reads a JWT's exp, for matching, never for trust.
+func tokenExpiry(token string) (time.Time, bool) {
+	var c struct {
+		Exp int64 `json:"exp"`
+	}
+	if !jwtClaims(token, &c) || c.Exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(c.Exp, 0).UTC(), true
+}
+
+func subjectOf(token string) string {
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	jwtClaims(token, &c)
+	return c.Sub
+}
+
+func jwtClaims(token string, into any) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	return err == nil && json.Unmarshal(payload, into) == nil
+}
