@@ -273,24 +273,34 @@ func (c APICluster) ServiceAccountExists(namespace, name string) (bool, error) {
 	return true, nil
 }
 
-// PodOf picks, among pods on one node, the running pod the DaemonSet
-// controls (its controller reference), the newest when a rolling update
-// leaves two for a moment. Pods being deleted are passed over.
+// PodOf picks, among pods on one node, the pod the DaemonSet controls (its
+// controller reference), the newest when a rolling update leaves two for a
+// moment. A pod being deleted is passed over for a live one, but taken when
+// it is the only one: while the old calico-node terminates, the node still
+// runs its CNI binaries, and the new template must not reach the node
+// before the new pod does.
 func PodOf(ds *appsv1.DaemonSet, pods []*corev1.Pod) *corev1.Pod {
-	var best *corev1.Pod
+	var live, dying *corev1.Pod
+	newer := func(a, b *corev1.Pod) bool { return a == nil || a.CreationTimestamp.Before(&b.CreationTimestamp) }
 	for _, p := range pods {
 		ref := metav1.GetControllerOf(p)
-		if ref == nil || ref.Kind != "DaemonSet" || ref.Name != ds.Name || p.Namespace != ds.Namespace || p.DeletionTimestamp != nil {
+		if ref == nil || ref.Kind != "DaemonSet" || ref.Name != ds.Name || p.Namespace != ds.Namespace {
 			continue
 		}
 		if ds.UID != "" && ref.UID != "" && ref.UID != ds.UID {
 			continue
 		}
-		if best == nil || best.CreationTimestamp.Before(&p.CreationTimestamp) {
-			best = p
+		switch {
+		case p.DeletionTimestamp == nil && newer(live, p):
+			live = p
+		case p.DeletionTimestamp != nil && newer(dying, p):
+			dying = p
 		}
 	}
-	return best
+	if live != nil {
+		return live
+	}
+	return dying
 }
 
 // ManifestCluster is source daemonset offline: the objects of
