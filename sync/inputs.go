@@ -123,6 +123,9 @@ func TokenFromFile(path string) TokenSource {
 		if t == "" {
 			return Token{}, fmt.Errorf("--token-file %s is empty", path)
 		}
+		if strings.Contains(t, "-----BEGIN") {
+			return Token{}, fmt.Errorf("--token-file %s holds a PEM block, not a token: are --token-file and --ca-file swapped?", path)
+		}
 		return Token{Value: t, Source: SourceFile, File: path}, nil
 	})
 }

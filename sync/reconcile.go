@@ -110,7 +110,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 			tok = plan.token.Value
 		}
 		err = errors.New(cniconf.Redact(err.Error(), tok))
-		rep.Files = r.errorStatuses(err)
+		rep.Files = r.errorStatuses(err, plan)
 		return rep, nil, err
 	}
 	want := plan.want
@@ -121,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 				msgs[i] = c.String()
 			}
 			err := fmt.Errorf("refusing to write: %s; name the node with --node-name and run with the node's environment, or pass --accept-env-change if the change is meant", strings.Join(msgs, "; "))
-			rep.Files = r.errorStatuses(err)
+			rep.Files = r.errorStatuses(err, plan)
 			return rep, nil, err
 		}
 	}
@@ -193,13 +193,15 @@ func (r *Reconciler) Desired(ctx context.Context) (*cniconf.Desired, Token, erro
 // pass is what one reconcile works from: the inputs, the token and the
 // policy that judges the token on disk.
 type pass struct {
-	want    *cniconf.Desired
-	token   Token
-	source  *SourceInfo
-	account Account
-	policy  string
-	manage  bool // calico-node refreshes the token itself
-	health  TokenHealth
+	// template is the one the inputs gave, when they gave one.
+	template string
+	want     *cniconf.Desired
+	token    Token
+	source   *SourceInfo
+	account  Account
+	policy   string
+	manage   bool // calico-node refreshes the token itself
+	health   TokenHealth
 }
 
 // plan reads the inputs, picks the token and the policy, and renders.
@@ -208,7 +210,7 @@ func (r *Reconciler) plan(ctx context.Context, install InstallSource) (*pass, er
 	if err != nil {
 		return nil, err
 	}
-	p := &pass{source: &in.Source}
+	p := &pass{source: &in.Source, template: in.Template}
 	if in.HostPath != "" && filepath.Clean(in.HostPath) != filepath.Clean(r.Dir.NetDir) {
 		return p, fmt.Errorf("DaemonSet %s writes CNI configs to the host directory %s, but this agent writes %s: set --cni-net-dir (and the agent's hostPath mount) to %s", in.Source.DaemonSet, in.HostPath, r.Dir.NetDir, in.HostPath)
 	}
@@ -405,13 +407,30 @@ func fileErrors(files []cniconf.FileStatus) error {
 
 // errorStatuses reports the files that would be managed as Error, without
 // touching them.
-func (r *Reconciler) errorStatuses(err error) []cniconf.FileStatus {
-	names := []string{r.ConfName}
-	if r.ConfName == "" {
-		names = []string{cniconf.DefaultConfListName}
+func (r *Reconciler) errorStatuses(err error, p *pass) []cniconf.FileStatus {
+	template := ""
+	if p != nil {
+		template = p.template
+	}
+	name := r.ConfName
+	switch {
+	case name != "":
+	case template != "" && strings.Contains(template, `"plugins"`):
+		name = cniconf.DefaultConfListName
+	case template != "":
+		name = cniconf.DefaultConfName // a single-plugin template (Calico v2.x)
+	default:
+		name = cniconf.DefaultConfListName
 		if _, statErr := os.Stat(filepath.Join(r.Dir.NetDir, cniconf.DefaultConfName)); statErr == nil {
-			names = []string{cniconf.DefaultConfName}
+			name = cniconf.DefaultConfName
 		}
+	}
+	names := []string{name}
+	// The kubeconfig is in Error too when the template refers to it, or
+	// when it is on disk: its state must not freeze at the last one.
+	_, statErr := os.Stat(filepath.Join(r.Dir.NetDir, r.KubeconfigName))
+	if strings.Contains(template, "__KUBECONFIG_FILE") || statErr == nil {
+		names = append(names, r.KubeconfigName)
 	}
 	out := make([]cniconf.FileStatus, 0, len(names))
 	for _, n := range names {

@@ -92,3 +92,23 @@ func TestStatusFileOnlyWhenGiven(t *testing.T) {
 		t.Fatalf("status file mode %s", fi.Mode().Perm())
 	}
 }
+
+// TestErrorsNameTheirCause: a PEM in the token file says the files look
+// swapped; an Error on a single-plugin template names 10-calico.conf, the
+// file that template is for.
+func TestErrorsNameTheirCause(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	ca, err := os.ReadFile(n.ca)
+	must(t, err)
+	must(t, os.WriteFile(n.tok, ca, 0o600))
+	if code, out := n.run("--once"); code != 2 || !strings.Contains(out, "--token-file") || !strings.Contains(out, "swapped") {
+		t.Fatalf("a CA in the token file: exit %d\n%s", code, out)
+	}
+
+	seed := newNode(t, "calico-config-v2.6-etcd.yaml")
+	seed.editConfigMap(`etcd_endpoints: "http://127.0.0.1:2379"`, `etcd_endpoints: "http://<ETCD_IP>:<ETCD_PORT>"`)
+	code, rep := seed.drift()
+	if code != 2 || len(rep.Files) == 0 || !strings.HasSuffix(rep.Files[0].Path, "/10-calico.conf") || rep.Files[0].State != "Error" {
+		t.Fatalf("an Error on a v2.6 template: exit %d, files %+v", code, rep.Files)
+	}
+}

@@ -91,7 +91,7 @@ func printFiles(w io.Writer, rep *sync.Report, dryRun bool, err error) {
 		}
 		_, _ = fmt.Fprintln(w, line)
 		if dryRun && f.WouldChange && f.Diff != "" {
-			_, _ = fmt.Fprint(w, f.Diff)
+			printDiff(w, f.Diff)
 		}
 	}
 }
@@ -207,7 +207,7 @@ func printReport(w io.Writer, rep *sync.Report, format string, err error) error 
 			_, _ = fmt.Fprintf(w, "%s: %s\n", f.Path, f.Message)
 		}
 		if f.Diff != "" {
-			_, _ = fmt.Fprint(w, f.Diff)
+			printDiff(w, f.Diff)
 		}
 	}
 	return nil
