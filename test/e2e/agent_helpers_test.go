@@ -62,9 +62,16 @@ func (e *env) launchAgent(node, net string, extra ...string) *agent {
 	args = append(args, "--node-name", node, "--cni-net-dir", net,
 		"--state-dir", filepath.Join(net, "..", "state-"+node), "--backup-dir", filepath.Join(net, "..", "backups-"+node),
 		"--status-file", filepath.Join(net, "..", "status-"+node+".json"), "-v", "1")
+	return e.launchAgentWith(procEnv(), node, net, args)
+}
+
+// launchAgentWith starts the agent with these args and environment, stops
+// it at cleanup (SIGTERM, a clean exit), and waits until it serves HTTP.
+func (e *env) launchAgentWith(environ []string, node, net string, args []string) *agent {
+	e.t.Helper()
 	a := &agent{e: e, node: node, net: net, done: make(chan error, 1)}
 	a.cmd = exec.Command(binary, args...)
-	a.cmd.Env = procEnv()
+	a.cmd.Env = environ
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	must(e.t, a.cmd.Start())
 	go func() { a.done <- a.cmd.Wait() }()
@@ -74,7 +81,7 @@ func (e *env) launchAgent(node, net string, extra ...string) *agent {
 			e.t.Logf("agent %s log:\n%s", node, tail(a.output()))
 		}
 	})
-	e.eventually(30*time.Second, "agent serving", func() error {
+	e.eventually(60*time.Second, "agent serving", func() error {
 		if m := httpAddr.FindStringSubmatch(a.output()); m != nil {
 			a.addr = m[1]
 			return nil

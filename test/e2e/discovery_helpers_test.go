@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,19 +52,7 @@ func (e *env) nodeEnv() []string {
 // output.
 func (e *env) runNode(args ...string) (int, string) {
 	e.t.Helper()
-	cmd := exec.CommandContext(e.ctx, binary, args...)
-	cmd.Env = e.nodeEnv()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	e.noTokenIn(out.String())
-	return code, out.String()
+	return e.runWith(e.nodeEnv(), args...)
 }
 
 // startNodeAgent starts the agent with nodeArgs and nodeEnv and waits until
@@ -74,31 +60,7 @@ func (e *env) runNode(args ...string) (int, string) {
 // must exit 0, leave no temporary file and have logged no token.
 func (e *env) startNodeAgent(extra ...string) *agent {
 	e.t.Helper()
-	a := &agent{e: e, node: e.node, net: e.net, done: make(chan error, 1)}
-	a.cmd = exec.Command(binary, append(e.nodeArgs(extra...), "-v", "1")...)
-	a.cmd.Env = e.nodeEnv()
-	a.cmd.Stdout, a.cmd.Stderr = a, a
-	must(e.t, a.cmd.Start())
-	go func() { a.done <- a.cmd.Wait() }()
-	e.t.Cleanup(func() {
-		a.stop()
-		if e.t.Failed() {
-			e.t.Logf("agent %s log:\n%s", e.node, tail(a.output()))
-		}
-	})
-	e.eventually(60*time.Second, "agent serving", func() error {
-		if m := httpAddr.FindStringSubmatch(a.output()); m != nil {
-			a.addr = m[1]
-			return nil
-		}
-		select {
-		case err := <-a.done:
-			a.done <- err
-			return fmt.Errorf("agent exited: %v\n%s", err, a.output())
-		default:
-		}
-		return fmt.Errorf("no http address logged yet")
-	})
+	a := e.launchAgentWith(e.nodeEnv(), e.node, e.net, append(e.nodeArgs(extra...), "-v", "1"))
 	e.eventually(60*time.Second, "agent ready", func() error { return a.probe("/readyz") })
 	return a
 }

@@ -244,8 +244,15 @@ func procEnv() []string {
 // run runs the command to completion and checks no token reached its output.
 func (e *env) run(args ...string) (int, string) {
 	e.t.Helper()
+	return e.runWith(procEnv(), args...)
+}
+
+// runWith runs the command with the given environment to completion and
+// checks no token reached its output.
+func (e *env) runWith(environ []string, args ...string) (int, string) {
+	e.t.Helper()
 	cmd := exec.CommandContext(e.ctx, binary, args...)
-	cmd.Env = procEnv()
+	cmd.Env = environ
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
