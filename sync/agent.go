@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	gosync "sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -454,6 +455,22 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 		}
 	}
 	return 0, err
+}
+
+// NetDirGone fails when the CNI directory this process sees was removed
+// from under it and cannot come back: a bind mount of the directory itself
+// (not of its parent) keeps showing the removed directory, with no link
+// left to it, and every file written there is lost to the runtime. Only a
+// restart, which mounts the host's directory again, helps.
+func (a *Agent) NetDirGone() error {
+	fi, err := os.Stat(a.Reconciler.Dir.NetDir)
+	if err != nil {
+		return nil // gone altogether: the next pass creates it
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		return fmt.Errorf("the CNI directory %s was removed on the host, but this container still sees it through a bind mount: restart the agent (mount the directory's parent to avoid this)", a.Reconciler.Dir.NetDir)
+	}
+	return nil
 }
 
 // TokenExpired fails once the token the agent last wrote has expired: the

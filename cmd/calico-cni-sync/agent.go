@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -70,7 +71,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		logger.Error("cannot start", "err", err)
 		return exitError
 	}
-	health.Extra = agent.TokenExpired
+	health.Extra = func() error { return errors.Join(agent.NetDirGone(), agent.TokenExpired()) }
 	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
 	if err != nil {
 		logger.Error("cannot serve health and metrics", "err", err)

@@ -62,15 +62,16 @@ func (e *env) launchAgent(node, net string, extra ...string) *agent {
 	args = append(args, "--node-name", node, "--cni-net-dir", net,
 		"--state-dir", filepath.Join(net, "..", "state-"+node), "--backup-dir", filepath.Join(net, "..", "backups-"+node),
 		"--status-file", filepath.Join(net, "..", "status-"+node+".json"), "-v", "1")
-	return e.launchAgentWith(procEnv(), node, net, args)
+	return e.launchAgentWith(procEnv(), node, net, append([]string{binary}, args...))
 }
 
-// launchAgentWith starts the agent with these args and environment, stops
-// it at cleanup (SIGTERM, a clean exit), and waits until it serves HTTP.
-func (e *env) launchAgentWith(environ []string, node, net string, args []string) *agent {
+// launchAgentWith starts the agent by this command line (the binary and
+// its args, or a wrapper that runs it) and environment, stops it at
+// cleanup (SIGTERM, a clean exit), and waits until it serves HTTP.
+func (e *env) launchAgentWith(environ []string, node, net string, argv []string) *agent {
 	e.t.Helper()
 	a := &agent{e: e, node: node, net: net, done: make(chan error, 1)}
-	a.cmd = exec.Command(binary, args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = environ
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	must(e.t, a.cmd.Start())

@@ -335,7 +335,7 @@ func TestManifestsApply(t *testing.T) {
 					hostPaths[v.HostPath.Path] = true
 				}
 			}
-			if !hostPaths["/etc/cni/net.d"] || !hostPaths["/var/lib/calico-cni-sync"] {
+			if !hostPaths["/etc/cni"] || !hostPaths["/var/lib/calico-cni-sync"] {
 				t.Errorf("hostPath volumes %v", hostPaths)
 			}
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "calico-cni-sync-", Namespace: "kube-system"}, Spec: *spec.DeepCopy()}

@@ -60,7 +60,7 @@ func (e *env) runNode(args ...string) (int, string) {
 // must exit 0, leave no temporary file and have logged no token.
 func (e *env) startNodeAgent(extra ...string) *agent {
 	e.t.Helper()
-	a := e.launchAgentWith(e.nodeEnv(), e.node, e.net, append(e.nodeArgs(extra...), "-v", "1"))
+	a := e.launchAgentWith(e.nodeEnv(), e.node, e.net, append([]string{binary}, append(e.nodeArgs(extra...), "-v", "1")...))
 	e.eventually(60*time.Second, "agent ready", func() error { return a.probe("/readyz") })
 	return a
 }
