@@ -26,6 +26,9 @@ type verdict struct {
 	accepted *bool
 	at       time.Time // when it was last asked
 	known    time.Time // when the verdict was last known
+	// unanswered: the last check got no verdict (the server was away);
+	// the token is asked again after retryUnknown, not a whole period.
+	unanswered bool
 }
 
 // retryUnknown is how soon a token whose check failed is asked again.
@@ -53,7 +56,7 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 		k := sha256.Sum256([]byte(t))
 		e, ok := c.entries[k]
 		switch {
-		case !ok, force, e.accepted != nil && now.Sub(e.at) >= c.Period, e.accepted == nil && now.Sub(e.at) >= retryUnknown:
+		case !ok, force, !e.unanswered && now.Sub(e.at) >= c.Period, e.unanswered && now.Sub(e.at) >= retryUnknown:
 			due = append(due, t)
 		}
 		keep[k] = e
@@ -65,7 +68,7 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 		k := sha256.Sum256([]byte(t))
 		c.mu.Lock()
 		e := c.entries[k]
-		e.at = c.now()
+		e.at, e.unanswered = c.now(), v == nil
 		if v != nil {
 			e.accepted, e.known = v, e.at
 		}
@@ -92,7 +95,7 @@ func (c *VerdictCache) CheckNow(ctx context.Context, token string) *bool {
 		c.entries = map[[32]byte]verdict{}
 	}
 	e := c.entries[k]
-	e.at = c.now()
+	e.at, e.unanswered = c.now(), v == nil
 	if v != nil {
 		e.accepted, e.known = v, e.at
 	}
