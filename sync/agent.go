@@ -397,7 +397,7 @@ type renewer interface {
 
 // apiTimeout bounds each request the reconcile loop makes itself, so a
 // server that accepts connections but does not answer cannot wedge it.
-const apiTimeout = 10 * time.Second
+var apiTimeout = 10 * time.Second
 
 // errorGrace is how long inputs may fail before the cluster is told. A
 // token Secret is deleted and its successor populated within moments; that

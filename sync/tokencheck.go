@@ -16,6 +16,8 @@ import (
 // SelfSubjectReview that any valid token may make. It returns false when the
 // server rejects the token and nil when it could not tell (server down).
 func TokenAccepted(ctx context.Context, cfg *rest.Config, token string) *bool {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	c := rest.AnonymousClientConfig(cfg)
 	c.BearerToken = token
 	client, err := kubernetes.NewForConfig(c)
