@@ -67,7 +67,8 @@ type Agent struct {
 	errSince  time.Time                 // when the inputs first failed to give a desired state
 	expiry    atomic.Pointer[time.Time] // the current token's expiry, from its claims
 
-	reported bool // the last pass reached the cluster (condition, status)
+	reported    bool      // the last pass reached the cluster (condition, status)
+	settleSince time.Time // when passes started waiting for a file to settle
 
 	infCtx context.Context
 	infWG  gosync.WaitGroup
@@ -399,6 +400,9 @@ type renewer interface {
 // server that accepts connections but does not answer cannot wedge it.
 var apiTimeout = 10 * time.Second
 
+// maxSettle bounds how long a pass may go unreported while files settle.
+const maxSettle = 5 * time.Second
+
 // errorGrace is how long inputs may fail before the cluster is told. A
 // token Secret is deleted and its successor populated within moments; that
 // is a rotation, not an error worth a Warning. The files are untouched
@@ -410,12 +414,26 @@ const errorGrace = 3 * time.Second
 // for another pass after it without reporting this one.
 func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, error) {
 	rep, want, err := a.Reconciler.Reconcile(ctx, ModeSync)
+	settling := false
 	for _, f := range rep.Files {
 		if f.SettleFor > 0 {
-			a.Logger.Debug("a file changed moments ago; waiting before acting", "path", f.Path)
-			a.triggered.CompareAndSwap(0, since)
-			return f.SettleFor, nil
+			settling = true
+			if a.settleSince.IsZero() {
+				a.settleSince = time.Now()
+			}
+			// A writer half way through: the pass is not reported yet,
+			// so a truncate-then-write never shows as Corrupt. But a file
+			// that keeps changing must not keep the node unreported:
+			// after maxSettle the pass is reported as it stands.
+			if time.Since(a.settleSince) < maxSettle {
+				a.Logger.Debug("a file changed moments ago; waiting before acting", "path", f.Path)
+				a.triggered.CompareAndSwap(0, since)
+				return f.SettleFor, nil
+			}
 		}
+	}
+	if !settling {
+		a.settleSince = time.Time{}
 	}
 	if err != nil && want == nil {
 		if a.errSince.IsZero() {
