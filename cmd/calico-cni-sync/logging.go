@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"flag"
 	"log/slog"
 
@@ -22,16 +23,33 @@ func (h redactingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, out)
 }
 
+// redactAttr redacts an attribute's value, whatever its kind: a LogValuer
+// is resolved first, a group is redacted member by member, and anything
+// else that is not a plain number, bool, time or duration is logged as its
+// redacted text (an error, a Stringer, a struct given to slog.Any).
 func redactAttr(a slog.Attr) slog.Attr {
-	switch a.Value.Kind() {
+	v := a.Value.Resolve()
+	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, cniconf.Redact(a.Value.String()))
+		return slog.String(a.Key, cniconf.Redact(v.String()))
+	case slog.KindGroup:
+		members := v.Group()
+		out := make([]any, len(members))
+		for i, m := range members {
+			out[i] = redactAttr(m)
+		}
+		return slog.Group(a.Key, out...)
 	case slog.KindAny:
-		if err, ok := a.Value.Any().(error); ok {
-			return slog.String(a.Key, cniconf.Redact(err.Error()))
+		switch x := v.Any().(type) {
+		case error:
+			return slog.String(a.Key, cniconf.Redact(x.Error()))
+		case fmt.Stringer:
+			return slog.String(a.Key, cniconf.Redact(x.String()))
+		default:
+			return slog.String(a.Key, cniconf.Redact(fmt.Sprintf("%+v", x)))
 		}
 	}
-	return a
+	return slog.Attr{Key: a.Key, Value: v}
 }
 
 // WithAttrs redacts attributes bound to a logger.
