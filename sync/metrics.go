@@ -44,6 +44,10 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	m.TokenAccepted.Set(-1)
+	// Both results exist from the start, at 0: increase() cannot see the
+	// first error of a counter that appears at 1.
+	m.Reconciles.WithLabelValues("success")
+	m.Reconciles.WithLabelValues("error")
 	m.Registry.MustRegister(m.Reconciles, m.Writes, m.FileState, m.TokenExpiry, m.TokenAccepted, m.LastSuccess, m.TriggerToDisk,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
