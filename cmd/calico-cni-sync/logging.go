@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
