@@ -20,7 +20,15 @@ func TokenAccepted(ctx context.Context, cfg *rest.Config, token string) *bool {
 	defer cancel()
 	c := rest.AnonymousClientConfig(cfg)
 	c.BearerToken = token
-	client, err := kubernetes.NewForConfig(c)
+	// A client of its own (the request must carry this token and nothing
+	// else), whose connection is closed after the one request: left idle,
+	// each check's connection stayed open for net/http's 90 s.
+	httpClient, err := rest.HTTPClientFor(c)
+	if err != nil {
+		return nil
+	}
+	defer httpClient.CloseIdleConnections()
+	client, err := kubernetes.NewForConfigAndClient(c, httpClient)
 	if err != nil {
 		return nil
 	}
