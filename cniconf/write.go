@@ -19,6 +19,11 @@ import (
 // the directory is fsynced after it. A symlink at path is replaced, not
 // followed. Nothing is written when path is a regular file that already holds
 // exactly data with that mode; the result says whether a write happened.
+//
+// The temporary file must be in the target's directory, not only for the
+// rename to be atomic: containerd 1.6 reloads its CNI config on a RENAME
+// event in the directory and ignores CREATE, so a file moved in from
+// elsewhere would not be loaded until some other event came.
 func WriteAtomic(path string, data []byte, mode os.FileMode) (bool, error) {
 	if cur, err := readManaged(path); err == nil && cur.data != nil && cur.mode.Perm() == mode && bytes.Equal(cur.data, data) {
 		return false, nil

@@ -196,7 +196,7 @@ func (a *Agent) wireInputs() error {
 			return err
 		}
 		a.Reconciler.Install = InstallFromConfigMap(cm, a.ConfigMapKey, a.TemplateFile, os.LookupEnv,
-			APICluster{Client: a.Client}, SourceInfo{Kind: SourceConfigMap})
+			newCachedAccounts(APICluster{Client: a.Client}, a.ResyncPeriod), SourceInfo{Kind: SourceConfigMap})
 		a.Reconciler.Fresh = InstallFromConfigMap(ConfigMapFromAPI(a.Client, a.Namespace, a.ConfigMap), a.ConfigMapKey, a.TemplateFile,
 			os.LookupEnv, APICluster{Client: a.Client}, SourceInfo{Kind: SourceConfigMap})
 	default:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	gosync "sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -315,4 +317,43 @@ func (m ManifestCluster) DaemonSet(_ context.Context, namespace, name string) (*
 // NodePod is always nil offline.
 func (m ManifestCluster) NodePod(context.Context, *appsv1.DaemonSet, string) (*corev1.Pod, error) {
 	return nil, nil
+}
+
+// cachedAccounts remembers, for a while, whether a ServiceAccount exists:
+// source configmap asks at every pass which account the CNI token is for,
+// and a GET per pass would double the agent's requests for each change.
+type cachedAccounts struct {
+	installcni.Lookup
+	ttl time.Duration
+
+	mu gosync.Mutex
+	m  map[string]cachedAccount
+}
+
+type cachedAccount struct {
+	exists bool
+	at     time.Time
+}
+
+func newCachedAccounts(lk installcni.Lookup, ttl time.Duration) *cachedAccounts {
+	return &cachedAccounts{Lookup: lk, ttl: ttl, m: map[string]cachedAccount{}}
+}
+
+// ServiceAccountExists answers from the cache when it is fresh enough.
+func (c *cachedAccounts) ServiceAccountExists(namespace, name string) (bool, error) {
+	key := namespace + "/" + name
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < c.ttl {
+		return e.exists, nil
+	}
+	exists, err := c.Lookup.ServiceAccountExists(namespace, name)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	c.m[key] = cachedAccount{exists: exists, at: time.Now()}
+	c.mu.Unlock()
+	return exists, nil
 }
