@@ -11,7 +11,10 @@ GOLANGCI_LINT_VERSION := v2.15.0
 # when the tools module changes.
 CP_BIN := test/bin
 CP_DEPS := test/tools/go.mod test/tools/go.sum
-CONTROL_PLANE := $(CP_BIN)/etcd $(CP_BIN)/kube-apiserver $(CP_BIN)/kube-controller-manager $(CP_BIN)/kubectl
+CONTROL_PLANE := $(CP_BIN)/etcd $(CP_BIN)/kube-apiserver $(CP_BIN)/kube-controller-manager $(CP_BIN)/kubectl $(CP_BIN)/crictl
+# crictl (cri-tools), the CRI client test/runtime queries containerd with,
+# has a module of its own: its dependencies never move the control plane's.
+CRI_DEPS := test/tools/cri/go.mod test/tools/cri/go.sum
 
 .PHONY: help build image-binary control-plane test unit lint fuzz bench soak demo clean
 
@@ -24,7 +27,7 @@ help:
 	@echo "make soak           the soak test for $(SOAK) with the agent as it ships (make test runs 60 s of it)"
 	@echo "make build          bin/calico-cni-sync"
 	@echo "make image-binary   the static binary the Dockerfile builds"
-	@echo "make control-plane  etcd, kube-apiserver, kube-controller-manager, kubectl into test/bin"
+	@echo "make control-plane  etcd, kube-apiserver, kube-controller-manager, kubectl, crictl into test/bin"
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/calico-cni-sync ./cmd/calico-cni-sync
@@ -47,6 +50,9 @@ $(CP_BIN)/kube-controller-manager: $(CP_DEPS)
 $(CP_BIN)/kubectl: $(CP_DEPS)
 	@echo ">> building kubectl"
 	cd test/tools && $(GO) build -o ../bin/kubectl k8s.io/kubernetes/cmd/kubectl
+$(CP_BIN)/crictl: $(CRI_DEPS)
+	@echo ">> building crictl"
+	cd test/tools/cri && $(GO) build -o ../../bin/crictl sigs.k8s.io/cri-tools/cmd/crictl
 
 test: control-plane
 	$(GO) vet ./...
@@ -75,7 +81,7 @@ demo: build control-plane
 
 # Benchmarks against the local control plane; figures go to docs/BENCHMARKS.md.
 bench: control-plane
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/ | tee bench.out
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/ ./test/runtime/ | tee bench.out
 
 # The soak test (TestSoak) for SOAK: random ConfigMap edits, token Secret
 # regenerations, hand edits, CNI directory removals and API server restarts,

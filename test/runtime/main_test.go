@@ -1,0 +1,100 @@
+// Package runtime proves on a real container runtime what the rest of the
+// suite proves with containerd's go-cni library in the test process: that
+// containerd's CRI plugin, which watches the CNI directory and reloads on
+// every event, loads what the agent writes, never sees a file half written,
+// and agrees with the agent about which config it uses (Shadowed).
+//
+// Each test starts its own containerd (Debian's containerd 1.6, as root) on
+// its own CNI directory and reads the runtime's view through the CRI API
+// with crictl (built into test/bin from the tools module, so no CRI library
+// is a dependency of the product), next to containerd's own log of every
+// reload. The agent is the binary TestMain builds, run as a process as on a
+// node, against the real control plane of test/controlplane.
+package runtime
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+)
+
+// Suite-wide: one control plane and one agent binary for the package.
+var (
+	cp               *controlplane.ControlPlane
+	binary           string
+	containerdBinary string
+	crictlBinary     string
+	seq              atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		flag.Parse()
+		if err := findRuntime(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		dir, err := os.MkdirTemp("", "calico-cni-sync-runtime")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		binary = filepath.Join(dir, "calico-cni-sync")
+		// Tests run the agent under the race detector; benchmarks measure
+		// the binary as it ships (static, as the Dockerfile builds it).
+		args, env := []string{"build", "-race", "-o", binary, "../../cmd/calico-cni-sync"}, os.Environ()
+		if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+			args = []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", binary, "../../cmd/calico-cni-sync"}
+			env = append(env, "CGO_ENABLED=0")
+		}
+		build := exec.Command("go", args...)
+		build.Env = env
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build calico-cni-sync: %v\n%s", err, out)
+			return 1
+		}
+		cp, err = controlplane.Start(ctx, controlplane.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = cp.Stop() }()
+		return m.Run()
+	}())
+}
+
+// findRuntime finds containerd (on PATH, from Debian's package) and crictl
+// (in test/bin, or $CONTROLPLANE_BIN_DIR, beside the control plane). A
+// missing one fails the package, never skips it: CI installs both.
+func findRuntime() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("test/runtime runs containerd, which needs root (CI runs as root)")
+	}
+	var err error
+	if containerdBinary, err = exec.LookPath("containerd"); err != nil {
+		return fmt.Errorf("containerd not found (%w): apt-get install -y containerd, as .ci/run does", err)
+	}
+	dir := os.Getenv("CONTROLPLANE_BIN_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "bin")
+	}
+	crictlBinary, err = filepath.Abs(filepath.Join(dir, "crictl"))
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(crictlBinary); err != nil || st.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("crictl not found at %s: run \"make control-plane\"", crictlBinary)
+	}
+	return nil
+}
