@@ -58,7 +58,7 @@ type SourceInfo struct {
 	Kind       string   `json:"kind"`
 	DaemonSet  string   `json:"daemonset,omitempty"`
 	Container  string   `json:"container,omitempty"`
-	Pod        string   `json:"pod,omitempty"`
+	Pod        string   `json:"pod"`
 	ConfigMaps []string `json:"configMaps"`
 	File       string   `json:"file,omitempty"`
 	// Operator: the tigera operator renders the DaemonSet and cni-config;
@@ -186,9 +186,17 @@ func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (
 		if kubeconfigDir == "" {
 			kubeconfigDir = "/etc/cni/net.d"
 		}
+		account := r.CNIServiceAccount
+		if m, ok := c.(ManifestCluster); ok && len(m.ServiceAccounts) == 0 &&
+			r.CNIServiceAccountFrom != installcni.AccountFromInstallCNIEnv && r.CNIServiceAccountFrom != installcni.AccountFromCalicoNodeEnv {
+			// A manifest with no ServiceAccounts (kubectl get ds cm -o
+			// yaml) cannot say whether calico-cni-plugin exists: offline,
+			// the token file's own subject names the account.
+			account = ""
+		}
 		return &Install{
 			Template: r.Template, Env: env, KubeconfigDir: kubeconfigDir, HostPath: r.CNINetDirHostPath,
-			CNIServiceAccount: r.CNIServiceAccount, Namespace: ds.Namespace, ManageCNI: r.ManageCNI,
+			CNIServiceAccount: account, Namespace: ds.Namespace, ManageCNI: r.ManageCNI,
 			Source: SourceInfo{Kind: SourceDaemonSet, DaemonSet: r.DaemonSet, Container: r.Container, Pod: r.Pod,
 				ConfigMaps: nonNil(r.ConfigMaps), File: file, Operator: isOperator(ds)},
 		}, nil

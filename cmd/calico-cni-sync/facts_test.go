@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -110,5 +111,44 @@ func TestErrorsNameTheirCause(t *testing.T) {
 	code, rep := seed.drift()
 	if code != 2 || len(rep.Files) == 0 || !strings.HasSuffix(rep.Files[0].Path, "/10-calico.conf") || rep.Files[0].State != "Error" {
 		t.Fatalf("an Error on a v2.6 template: exit %d, files %+v", code, rep.Files)
+	}
+}
+
+// cniPluginToken is a made-up token for kube-system/calico-cni-plugin.
+const cniPluginToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06Y2FsaWNvLWNuaS1wbHVnaW4iLCJleHAiOjQxMDI0NDQ4MDB9.c2lnbmF0dXJlRA"
+
+// TestOfflineRepairFromAManifest: the README's offline repair: a manifest
+// as `kubectl get daemonset/calico-node configmap/calico-config -o yaml`
+// prints it (no ServiceAccounts in it), a token for the CNI account, a CA.
+// The account comes from the token; the policy is guard.
+func TestOfflineRepairFromAManifest(t *testing.T) {
+	n := newNode(t, "calico-config-v3.32.yaml")
+	raw, err := os.ReadFile(filepath.Join(fixtures(t), "installs", "manifest-v3.32.yaml"))
+	must(t, err)
+	var keep []string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		if strings.Contains(doc, "\nkind: DaemonSet") || strings.Contains(doc, "\nkind: ConfigMap") {
+			// The DaemonSet's CNI hostPath is this test's directory, as
+			// it is the node's on a node.
+			keep = append(keep, strings.ReplaceAll(doc, "path: /etc/cni/net.d", "path: "+n.net))
+		}
+	}
+	if len(keep) != 2 {
+		t.Fatalf("the fixture gave %d documents, want the DaemonSet and the ConfigMap", len(keep))
+	}
+	manifest := filepath.Join(n.dir, "calico.yaml")
+	must(t, os.WriteFile(manifest, []byte(strings.Join(keep, "\n---\n")), 0o600))
+	must(t, os.WriteFile(n.tok, []byte(cniPluginToken), 0o600))
+	if code, out := n.run("--once", "--manifest-file", manifest, "--configmap-file", ""); code != 0 {
+		t.Fatalf("offline repair from a manifest: exit %d\n%s", code, out)
+	}
+	code, out := n.run("drift", "-o", "json", "--manifest-file", manifest, "--configmap-file", "")
+	for _, want := range []string{`"kind": "daemonset"`, `"daemonset": "kube-system/calico-node"`, `"serviceAccount": "kube-system/calico-cni-plugin"`, `"policy": "guard"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("drift lacks %s:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("drift after the repair: exit %d\n%s", code, out)
 	}
 }
