@@ -134,11 +134,15 @@ func BenchmarkIdleDiscoveredAgent(b *testing.B) {
 	const resync, check = 20 * time.Second, 30 * time.Second
 	a := e.startAgent("--resync-period", resync.String(), "--token-check-period", check.String())
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	// The window starts once start-up traffic is over: no request for a
+	// whole second.
+	seen, stableSince := "", time.Now()
 	e.eventually(30*time.Second, "start-up traffic over", func() error {
-		before, _ := proxy.snapshot()
-		time.Sleep(time.Second) // a quiet second: the measurement's own pacing, not a wait for a result
-		after, _ := proxy.snapshot()
-		if fmt.Sprint(before) != fmt.Sprint(after) {
+		counts, _ := proxy.snapshot()
+		if now := fmt.Sprint(counts); now != seen {
+			seen, stableSince = now, time.Now()
+		}
+		if time.Since(stableSince) < time.Second {
 			return errorf("requests still coming")
 		}
 		return nil
