@@ -63,6 +63,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		Annotations: map[string]string{annExitCodes: renderExitCodes, annEnv: nodeEnv},
 		RunE:        c.runE("render", func(ctx context.Context) (int, error) { return runRender(ctx, o, c.stdout) }),
 	}
+	drift.Flags().BoolVar(&o.Suggest, "suggest", false, "for each Drifted file, print where the lasting change must be made, as a command to paste")
 	render.Flags().BoolVar(&o.ShowToken, "show-token", false, "print the token itself instead of its hash")
 
 	report := &cobra.Command{
@@ -74,6 +75,10 @@ func (c *cli) newRootCommand() *cobra.Command {
 		Annotations: map[string]string{annExitCodes: reportExitCodes, annEnv: "  KUBECONFIG  the tool's own kubeconfig, as for kubectl\n"},
 		RunE:        c.runE("report", func(ctx context.Context) (int, error) { return runReport(ctx, o, c.stdout) }),
 	}
+
+	report.Flags().BoolVar(&o.Stuck, "stuck", false, "list the pods a stale or rejected CNI token left stuck, with the fix for each")
+	report.Flags().BoolVar(&o.Fix, "fix", false, "with --stuck: delete the stuck pods a controller owns (it recreates them); asks first unless --yes")
+	report.Flags().BoolVar(&o.Yes, "yes", false, "with --stuck --fix: delete without asking")
 
 	versionCmd := &cobra.Command{
 		Use:         "version",

@@ -99,6 +99,14 @@ type Options struct {
 	ShowToken bool
 	// Selector selects the nodes report judges: the agent's DaemonSet's.
 	Selector string
+	// Suggest makes drift say, for each Drifted file, where the lasting
+	// change must be made.
+	Suggest bool
+	// Stuck makes report list the pods the stale-token story leaves stuck;
+	// Fix deletes the controller-owned ones, after Yes or a yes at a prompt.
+	Stuck bool
+	Fix   bool
+	Yes   bool
 	// ChainedPluginTypes and MetaPluginTypes add to the plugin types that
 	// other node agents chain into Calico's list (istio-cni, linkerd-cni)
 	// and that delegate to Calico from a config sorting first (multus).

@@ -115,6 +115,9 @@ func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
+	if o.Stuck {
+		return runStuck(ctx, o, client, stdout)
+	}
 	rows, err := nodeStates(ctx, client, o.Selector, o.ResyncPeriod, time.Now())
 	if err != nil {
 		return exitError, err

@@ -38,6 +38,12 @@ func (o *Options) validateMode() []error {
 				errs = append(errs, fmt.Errorf("%s cannot be used with %s: %s never writes; calico-cni-sync --once does", f.name, o.Command, o.Command))
 			}
 		}
+		if o.Fix && !o.Stuck {
+			errs = append(errs, errors.New("--fix needs --stuck: it deletes the stuck pods report --stuck lists"))
+		}
+		if o.Yes && !o.Fix {
+			errs = append(errs, errors.New("--yes needs --fix: it answers the question --fix asks before deleting pods"))
+		}
 		return errs
 	}
 	if o.AcceptEnvChange && !o.Once {
