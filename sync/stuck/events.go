@@ -1,0 +1,86 @@
+package stuck
+
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Event reasons the kubelet gives.
+const (
+	ReasonFailedCreatePodSandBox = "FailedCreatePodSandBox"
+	ReasonFailedKillPodSandbox   = "FailedKillPodSandbox"
+	ReasonFailedMount            = "FailedMount"
+)
+
+// SandboxReasons are the reasons of the events that say how the kubelet's
+// last try to set up or tear down a pod's sandbox went.
+var SandboxReasons = []string{ReasonFailedCreatePodSandBox, ReasonFailedKillPodSandbox}
+
+// SandboxEvent is what the judgement needs of a pod's latest sandbox event.
+type SandboxEvent struct {
+	Reason  string
+	Message string
+	Time    time.Time
+}
+
+// Unauthorized reports whether the event carries the CNI's Unauthorized:
+// the API server rejected the token the CNI plugin's kubeconfig holds
+// (Calico: "connection is unauthorized: Unauthorized").
+func (e *SandboxEvent) Unauthorized() bool {
+	return e != nil && strings.Contains(e.Message, "Unauthorized")
+}
+
+// EventTime is when an event was last seen: the latest of its series, its
+// lastTimestamp, its eventTime and its firstTimestamp (events.k8s.io writers
+// set eventTime and series; the kubelet's core/v1 recorder the timestamps).
+func EventTime(ev *corev1.Event) time.Time {
+	t := ev.FirstTimestamp.Time
+	for _, c := range []time.Time{ev.LastTimestamp.Time, ev.EventTime.Time} {
+		if c.After(t) {
+			t = c
+		}
+	}
+	if ev.Series != nil && ev.Series.LastObservedTime.After(t) {
+		t = ev.Series.LastObservedTime.Time
+	}
+	if t.IsZero() {
+		t = ev.CreationTimestamp.Time
+	}
+	return t
+}
+
+// PodKey names the pod an event is about, or "" for an event about
+// something else. The UID is part of it when the event has one, so that an
+// event of an earlier pod of the same name (a StatefulSet's) does not count.
+func PodKey(ev *corev1.Event) string {
+	o := ev.InvolvedObject
+	if o.Kind != "Pod" || o.Name == "" {
+		return ""
+	}
+	return o.Namespace + "/" + o.Name + "/" + string(o.UID)
+}
+
+// KeyOf is PodKey's counterpart for a pod: the keys an event about this pod
+// may have (with its UID, and without one).
+func KeyOf(pod *corev1.Pod) (withUID, withoutUID string) {
+	base := pod.Namespace + "/" + pod.Name + "/"
+	return base + string(pod.UID), base
+}
+
+// missingSecretMount matches the kubelet's FailedMount message for a Secret
+// that does not exist: `MountVolume.SetUp failed for volume "v" : secret "s"
+// not found`.
+var missingSecretMount = regexp.MustCompile(`secret "([^"]+)" not found`)
+
+// MissingSecretInMount is the Secret a FailedMount message says is not
+// found, or "".
+func MissingSecretInMount(msg string) string {
+	m := missingSecretMount.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
