@@ -108,12 +108,26 @@ const renderExitCodes = `  0  printed
 `
 
 const reportLong = `report lists every node's state from its CalicoCNIConfigDrift Node condition, problems first.
-A node without the condition is Unknown.`
+A node without the condition is Unknown.
+
+With --stuck it lists instead the pods a stale or rejected CNI token left stuck: pods not Running
+that mount a Secret that no longer exists (read through the metadata-only API: no Secret data is
+fetched), and pods in ContainerCreating, or stuck Terminating, whose latest sandbox event carries
+the CNI's Unauthorized. Each comes with its owner (Deployment/x for a ReplicaSet's pod) and its fix,
+with the kubelet's events and the node's condition as evidence. --fix deletes the stuck pods a
+controller owns (it recreates them); it asks first on a terminal, deletes without asking with
+--yes, and otherwise only says what it would do. A bare pod is never deleted.`
 
 const reportExample = `  calico-cni-sync report
-  calico-cni-sync report -o json`
+  calico-cni-sync report -o json
 
-const reportExitCodes = `  0  every node InSync
-  1  any node not
+  # The pods left stuck, and the fix for each
+  calico-cni-sync report --stuck
+
+  # Delete the stuck pods a controller owns, without asking
+  calico-cni-sync report --stuck --fix --yes`
+
+const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck)
+  1  any node not (--stuck: a pod stuck, after --fix too)
   2  an error
 `
