@@ -42,6 +42,9 @@ type FileStatus struct {
 	// the file holds: set aside when it was compared, kept when it is
 	// rewritten.
 	Chained []string `json:"chained,omitempty"`
+	// Suggestions say, for a Drifted file, where the lasting change must be
+	// made (drift --suggest).
+	Suggestions []Suggestion `json:"suggestions,omitempty"`
 	// Found and FoundPaths are the state and changed paths before Sync
 	// acted; Action is what it did; WouldChange says a write is due (dry run).
 	Found       State    `json:"-"`

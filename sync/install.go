@@ -51,6 +51,10 @@ type Install struct {
 	// CALICO_MANAGE_CNI is not "false").
 	ManageCNI bool
 	Source    SourceInfo
+	// Origins says where install-cni's variables are set (CNI_NETWORK_CONFIG
+	// is the template): where a lasting change of a value must be made.
+	// A variable with no entry is set where the agent cannot say.
+	Origins map[string]installcni.Origin
 }
 
 // SourceInfo says where the inputs came from, as reports show it.
@@ -101,6 +105,7 @@ func InstallFromConfigMap(cm ConfigMapSource, key, templateFile string, env func
 		if c.Name != "" && in.Source.File == "" {
 			in.Source.ConfigMaps = []string{ns + "/" + c.Name}
 		}
+		in.Origins = configMapOrigins(c, ns, key, templateFile == "", env)
 		if accounts != nil {
 			in.CNIServiceAccount = "calico-node"
 			if ok, err := accounts.ServiceAccountExists(ns, "calico-cni-plugin"); err != nil {
@@ -199,8 +204,36 @@ func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (
 			CNIServiceAccount: account, Namespace: ds.Namespace, ManageCNI: r.ManageCNI,
 			Source: SourceInfo{Kind: SourceDaemonSet, DaemonSet: r.DaemonSet, Container: r.Container, Pod: r.Pod,
 				ConfigMaps: nonNil(r.ConfigMaps), File: file, Operator: isOperator(ds)},
+			Origins: r.Origins,
 		}, nil
 	}
+}
+
+// configMapOrigins are the origins of source configmap: the template and,
+// unless the agent's environment sets them, the MTU and the etcd endpoints
+// come from calico-config's keys.
+func configMapOrigins(c *corev1.ConfigMap, ns, key string, templateFromConfigMap bool, env func(string) (string, bool)) map[string]installcni.Origin {
+	out := map[string]installcni.Origin{}
+	if c.Name == "" {
+		return out
+	}
+	at := func(k string) installcni.Origin {
+		return installcni.Origin{Kind: installcni.OriginConfigMapKey, ConfigMap: ns + "/" + c.Name, Key: k}
+	}
+	if templateFromConfigMap {
+		out["CNI_NETWORK_CONFIG"] = at(key)
+	}
+	for name, k := range map[string]string{"CNI_MTU": KeyVethMTU, "ETCD_ENDPOINTS": KeyEtcdEndpoints} {
+		if env != nil {
+			if _, set := env(name); set {
+				continue
+			}
+		}
+		if _, ok := c.Data[k]; ok {
+			out[name] = at(k)
+		}
+	}
+	return out
 }
 
 func nonNil(s []string) []string {

@@ -76,13 +76,21 @@ const nodeEnv = `  KUBECONFIG                          the tool's own kubeconfig
 const driftLong = `drift compares this node's files with what install-cni would write now and prints each file's
 state (InSync, Missing, StaleToken, Outdated, Drifted, Corrupt, Shadowed or Error), the JSON
 paths that differ and a diff, tokens shown as <token sha256:...>. It writes nothing. It reads
-the same inputs as --once, online or offline.`
+the same inputs as --once, online or offline.
+
+With --suggest, each Drifted file also says where the edit must be made to survive a calico-node
+restart: the ConfigMap key or DaemonSet variable install-cni fills the value from, the template
+with the edit merged in, or the tigera operator's Installation field, each as a kubectl command
+to paste; or why no input can hold it.`
 
 const driftExample = `  # What is wrong on node-1
   calico-cni-sync drift --node-name node-1
 
   # The same as a JSON document
   calico-cni-sync drift --node-name node-1 -o json
+
+  # Where a hand edit must be made to last
+  calico-cni-sync drift --node-name node-1 --suggest
 
   # Offline, with no API server
   calico-cni-sync drift --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`

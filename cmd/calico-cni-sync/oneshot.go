@@ -103,7 +103,10 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 		return exitError, err
 	}
 	r.CheckTokens = true // drift reports the API server's verdict
-	rep, _, err := r.Reconcile(ctx, sync.ModeCheck)
+	rep, want, err := r.Reconcile(ctx, sync.ModeCheck)
+	if err == nil && o.Suggest {
+		err = r.Suggest(ctx, rep, want)
+	}
 	if werr := statusFileIfGiven(o, rep); werr != nil {
 		err = errors.Join(err, werr)
 	}
@@ -209,6 +212,37 @@ func printReport(w io.Writer, rep *sync.Report, format string, err error) error 
 		if f.Diff != "" {
 			printDiff(w, f.Diff)
 		}
+		printSuggestions(w, f)
 	}
 	return nil
+}
+
+// printSuggestions prints one block per suggestion: the path, where the
+// lasting change goes, and the command to paste. A command the block before
+// already printed (one template holds every literal edit) is not repeated.
+func printSuggestions(w io.Writer, f cniconf.FileStatus) {
+	if len(f.Suggestions) == 0 {
+		return
+	}
+	_, _ = fmt.Fprintf(w, "\nTo keep the edits of %s across a calico-node restart:\n", f.Path)
+	given := map[string]string{} // command → the path it was printed for
+	for _, s := range f.Suggestions {
+		head := fmt.Sprintf("\n  %s: ", s.Path)
+		switch s.Kind {
+		case "none":
+			_, _ = fmt.Fprintf(w, "%scannot be kept: %s\n", head, s.Reason)
+			continue
+		case "template":
+			_, _ = fmt.Fprintf(w, "%sin the template, key %s of %s\n", head, s.Key, s.Target)
+		default:
+			_, _ = fmt.Fprintf(w, "%sset %s to %q in %s (%s)\n", head, s.Key, s.Value, s.Target, s.Kind)
+		}
+		_, _ = fmt.Fprintf(w, "    %s\n", s.Reason)
+		if first, ok := given[s.Command]; ok {
+			_, _ = fmt.Fprintf(w, "    the same command as for %s\n", first)
+			continue
+		}
+		_, _ = fmt.Fprintf(w, "    %s\n", s.Command)
+		given[s.Command] = s.Path
+	}
 }

@@ -218,6 +218,7 @@ func TestResolveFixtures(t *testing.T) {
 				CNIServiceAccount:     w.account,
 				CNIServiceAccountFrom: w.accountFrom,
 				CNINetDirHostPath:     "/etc/cni/net.d",
+				Origins:               got.Origins, // TestOriginsFixtures
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Resolve:\n got %+v\nwant %+v", redactTemplate(got), redactTemplate(want))

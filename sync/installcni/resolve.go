@@ -78,6 +78,9 @@ type Resolved struct {
 	// CNINetDirHostPath is the host directory install-cni writes into (its
 	// mount of /host/etc/cni/net.d), to compare with the agent's own.
 	CNINetDirHostPath string
+	// Origins says where each variable of Env is set: the place a lasting
+	// change of its value must be made.
+	Origins map[string]Origin
 }
 
 const (
@@ -183,6 +186,7 @@ func Resolve(req Request, lk Lookup) (*Resolved, error) {
 		CNIServiceAccount:     account,
 		CNIServiceAccountFrom: from,
 		CNINetDirHostPath:     hostPath,
+		Origins:               rs.origins(install),
 	}, nil
 }
 
