@@ -78,8 +78,9 @@ type TracedEdit struct {
 type Trace struct {
 	Edits []TracedEdit
 	// Template is the template with every literal edit merged in and every
-	// placeholder kept, "" when no edit is literal. Keys are sorted and
-	// indented: the same JSON, not the same bytes.
+	// placeholder kept, "" when no edit is literal. Keys are in the edited
+	// file's order, indented by two spaces: the same JSON as the template
+	// with the edits, not the same bytes.
 	Template string
 }
 
@@ -112,14 +113,9 @@ func TraceEdits(template string, desired, disk []byte, chained []string) (*Trace
 	merged := tr.walk(t, d, k, nil)
 	out := &Trace{Edits: tr.edits}
 	if tr.literal {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(merged); err != nil {
-			return nil, err
-		}
-		s := strings.TrimSuffix(buf.String(), "\n")
+		// The merged template has the structure of the edited file: its
+		// keys are written in that file's order.
+		s := encodeOrdered(merged, orderOf(disk))
 		for m, ph := range markers {
 			s = strings.ReplaceAll(s, m, ph)
 		}

@@ -192,3 +192,24 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("the token placeholder is not secret: %+v", got[TokenPlaceholder])
 	}
 }
+
+// An edit made in place (an editor keeps the key order) gives back the
+// template as it was, in its order, with only the edited value changed.
+func TestTraceEditsKeepsOrder(t *testing.T) {
+	data := fixtureData(t, "calico-config-v3.32.yaml")
+	in := goldenInputs(data, clusterEnv)
+	desired, err := RenderTemplate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := strings.Replace(string(desired), `"log_level": "info"`, `"log_level": "debug"`, 1)
+	tr, err := TraceEdits(in.Template, desired, []byte(disk), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	squeeze := strings.NewReplacer(" ", "", "\n", "", "\t", "")
+	want := squeeze.Replace(strings.Replace(in.Template, `"log_level": "info"`, `"log_level": "debug"`, 1))
+	if got := squeeze.Replace(tr.Template); got != want {
+		t.Errorf("merged template, white space removed:\n got %s\nwant %s", got, want)
+	}
+}
