@@ -60,7 +60,7 @@ func Describe(pod *corev1.Pod, v Verdict, owner, tokenEvidence string) Finding {
 	case owner != "":
 		fix = append(fix, fmt.Sprintf("delete the pod: %s recreates it and the kubelet sets up a new sandbox with the CNI's current token (%s)", owner, del))
 	default:
-		fix = append(fix, fmt.Sprintf("bare pod: deleting it loses it; it must be recreated from its manifest (%s, then kubectl apply -f <its manifest>)", del))
+		fix = append(fix, fmt.Sprintf("bare pod: deleting it loses it; it must be recreated from its manifest (%s, then apply its manifest again)", del))
 	}
 	if v.MountMessage != "" {
 		fix = append(fix, "evidence: the kubelet's "+ReasonFailedMount+": "+v.MountMessage)

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+const (
+	manifestsReport    = "../../manifests/report"
+	manifestsReportFix = "../../manifests/report/fix"
+)
+
+// access is one request a ServiceAccount may or may not make.
+type access struct{ verb, group, resource, subresource, namespace string }
+
+func (a access) String() string {
+	r := a.resource
+	if a.group != "" {
+		r += "." + a.group
+	}
+	if a.subresource != "" {
+		r += "/" + a.subresource
+	}
+	return a.verb + " " + r + " in " + cmpOr(a.namespace, "all namespaces")
+}
+
+// reportReads is every request report and report --stuck make.
+var reportReads = []access{
+	{"list", "", "nodes", "", ""}, {"get", "", "nodes", "", ""},
+	{"list", "", "pods", "", ""}, {"get", "", "pods", "", "shop"},
+	{"list", "", "events", "", ""},
+	{"get", "apps", "replicasets", "", "shop"},
+	{"list", "", "secrets", "", ""}, // names only, through the metadata-only API
+	{"list", "coordination.k8s.io", "leases", "", "kube-system"},
+}
+
+// forbiddenToReport is what neither variant may do: read a Secret by name,
+// watch anything, or write anything (but delete pods, the fix variant's).
+func forbiddenToReport() []access {
+	out := []access{{"get", "", "secrets", "", "kube-system"}, {"watch", "", "secrets", "", ""}, {"watch", "", "pods", "", ""}}
+	resources := []access{{group: "", resource: "pods"}, {group: "", resource: "pods", subresource: "eviction"}, {group: "", resource: "nodes"},
+		{group: "", resource: "nodes", subresource: "status"}, {group: "", resource: "secrets"}, {group: "", resource: "configmaps"},
+		{group: "", resource: "events"}, {group: "", resource: "serviceaccounts"}, {group: "", resource: "serviceaccounts", subresource: "token"},
+		{group: "apps", resource: "replicasets"}, {group: "apps", resource: "deployments"}, {group: "apps", resource: "daemonsets"},
+		{group: "batch", resource: "jobs"}, {group: "coordination.k8s.io", resource: "leases"},
+		{group: "rbac.authorization.k8s.io", resource: "clusterrolebindings"}}
+	for _, r := range resources {
+		for _, verb := range []string{"create", "update", "patch", "delete", "deletecollection"} {
+			if r.resource == "pods" && r.subresource == "" && verb == "delete" {
+				continue
+			}
+			r.verb = verb
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+var deletePods = access{"delete", "", "pods", "", "shop"}
+
+// applyRendered renders a kustomization with kubectl kustomize and applies
+// it as an admin would; it is deleted at cleanup.
+func applyRendered(t *testing.T, e *env, dir string) {
+	t.Helper()
+	rendered, err := kubectl(e.ctx, e.kubeconfig, "kustomize", dir)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, rendered)
+	}
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	must(t, os.WriteFile(path, []byte(rendered), 0o600))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, err := kubectl(ctx, e.kubeconfig, "delete", "--ignore-not-found", "-f", path); err != nil {
+			t.Errorf("kubectl delete -f %s: %v\n%s", dir, err, out)
+		}
+	})
+	if out, err := kubectl(e.ctx, e.kubeconfig, "apply", "-f", path); err != nil {
+		t.Fatalf("kubectl apply -f %s: %v\n%s", dir, err, out)
+	}
+}
+
+// can asks the API server whether the client may make the request.
+func can(t *testing.T, ctx context.Context, c kubernetes.Interface, a access) bool {
+	t.Helper()
+	r, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace}}}, metav1.CreateOptions{})
+	must(t, err)
+	return r.Status.Allowed
+}
+
+// checkAccess checks the account may make every request of allowed and none
+// of denied.
+func checkAccess(t *testing.T, ctx context.Context, c kubernetes.Interface, allowed, denied []access) {
+	t.Helper()
+	for _, a := range allowed {
+		if !can(t, ctx, c, a) {
+			t.Errorf("report's account may not %s", a)
+		}
+	}
+	for _, a := range denied {
+		if can(t, ctx, c, a) {
+			t.Errorf("report's account may %s", a)
+		}
+	}
+}
+
+// TestStuckRBAC: report --stuck as manifests/report's ServiceAccount, with
+// the RBAC the manifests grant, on the real API server: the read-only
+// variant reads everything report needs and can delete nothing; the fix
+// variant adds deleting pods, and --fix works with it.
+func TestStuckRBAC(t *testing.T) {
+	e := newStuckEnv(t)
+	web := e.deploymentRS("web")
+	secrets := e.client.CoreV1().Secrets(e.ns)
+	_, err := secrets.Create(e.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: oldToken}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{})
+	must(t, err)
+	must(t, secrets.Delete(e.ctx, oldToken, metav1.DeleteOptions{}))
+	e.setCondition(e.node, corev1.ConditionTrue, "TokenRejected", "the API server rejects the token in calico-kubeconfig", time.Now())
+	e.newPod("web-vol", e.node, &web, secretVolume(oldToken, false, false))
+	e.newPod("bare-secret", e.node, nil, secretVolume(oldToken, false, true))
+	cc := e.newPod("web-cc", e.node, &web)
+	e.podEvent(cc, "FailedCreatePodSandBox", cniAddUnauthorized, time.Now())
+	want := []stuckRow{
+		{Namespace: e.ns, Pod: "bare-secret", Node: e.node, Why: "missingSecret", Secret: oldToken},
+		{Namespace: e.ns, Pod: "web-cc", Node: e.node, Why: "cniUnauthorized", Owner: "Deployment/web"},
+		{Namespace: e.ns, Pod: "web-vol", Node: e.node, Why: "missingSecret", Secret: oldToken, Owner: "Deployment/web"},
+	}
+	fixes := map[string][]string{"web-cc": {"delete the pod: Deployment/web recreates it", "condition is TokenRejected"}}
+
+	applyRendered(t, e, manifestsReport)
+	tok, err := cp.TokenFor(e.ctx, "kube-system", "calico-cni-sync-report", time.Hour)
+	must(t, err)
+	readonly := filepath.Join(e.dir, "report.kubeconfig")
+	must(t, cp.WriteKubeconfig(readonly, cp.ConfigForToken(tok)))
+	sa, err := kubernetes.NewForConfig(cp.ConfigForToken(tok))
+	must(t, err)
+	e.eventually(30*time.Second, "RBAC of manifests/report in effect", func() error {
+		if !can(t, e.ctx, sa, reportReads[0]) {
+			return errorf("not yet")
+		}
+		return nil
+	})
+	checkAccess(t, e.ctx, sa, reportReads, append(forbiddenToReport(), deletePods))
+
+	code, rows, out := e.stuckJSON(readonly)
+	if code != 1 {
+		t.Fatalf("report --stuck as the read-only account: exit %d\n%s", code, out)
+	}
+	checkRows(t, out, rows, want, fixes)
+	if code, out := e.run("report", "--kubeconfig", readonly); code == 2 || !strings.HasPrefix(out, "NODE") {
+		t.Fatalf("report as the read-only account: exit %d\n%s", code, out)
+	}
+	code, out = e.run("report", "--stuck", "--fix", "--yes", "--kubeconfig", readonly)
+	if code != 2 || !strings.Contains(out, "forbidden") || !strings.Contains(out, "manifests/report/fix") {
+		t.Fatalf("--fix --yes as the read-only account: exit %d, want 2 and a forbidden error naming the fix variant\n%s", code, out)
+	}
+	t.Logf("--fix --yes as the read-only account (exit 2):\n%s", out)
+	for _, r := range want {
+		if s := e.podState(r.Pod); s != "present" {
+			t.Fatalf("--fix --yes refused, yet pod %s is %s", r.Pod, s)
+		}
+	}
+
+	applyRendered(t, e, manifestsReportFix)
+	e.eventually(30*time.Second, "RBAC of manifests/report/fix in effect", func() error {
+		if !can(t, e.ctx, sa, deletePods) {
+			return errorf("not yet")
+		}
+		return nil
+	})
+	checkAccess(t, e.ctx, sa, append(reportReads, deletePods), forbiddenToReport())
+	code, rows, out = e.stuckJSON(readonly, "--fix", "--yes")
+	if code != 1 {
+		t.Fatalf("--fix --yes with the fix variant: exit %d\n%s", code, out)
+	}
+	checkRows(t, out, rows, want, fixes)
+	for pod, state := range map[string]string{"web-cc": "deleting", "web-vol": "deleting", "bare-secret": "present"} {
+		if s := e.podState(pod); s != state {
+			t.Errorf("after --fix --yes with the fix variant: pod %s is %s, want %s", pod, s, state)
+		}
+	}
+}
+
+func cmpOr(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+func containsLine(lines []string, match func(string) bool) bool {
+	for _, l := range lines {
+		if match(l) {
+			return true
+		}
+	}
+	return false
+}
