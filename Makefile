@@ -73,6 +73,7 @@ FUZZMANIFESTEXECS ?= 20000
 fuzz:
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzRenderTemplate$$' -fuzztime $(FUZZEXECS)x
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZEXECS)x
+	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzTraceEdits$$' -fuzztime $(FUZZEXECS)x
 	$(GO) test ./sync/installcni -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZMANIFESTEXECS)x -fuzzminimizetime 2s
 
 demo: build control-plane

@@ -2,6 +2,7 @@ package cniconf
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -100,6 +101,47 @@ func FuzzAppendPlugins(f *testing.F) {
 		}
 		if _, chained := setAside(out, []string{"istio-cni"}); len(chained) == 0 {
 			t.Fatalf("the appended plugin is not found in %q", out)
+		}
+	})
+}
+
+// FuzzTraceEdits: whatever is on disk, tracing it never fails on valid JSON
+// and, when every edit is literal, the merged template renders back to the
+// file on disk: the lasting change a suggestion installs is the edit.
+func FuzzTraceEdits(f *testing.F) {
+	in := &Inputs{Template: `{"name":"k","cniVersion":"0.3.1","plugins":[{"type":"calico","mtu":__CNI_MTU__,"nodename":"__KUBERNETES_NODE_NAME__","log_level":"info"},{"type":"portmap","snat":true}]}`,
+		Env: mapEnv(map[string]string{"CNI_MTU": "1500"}), NodeName: "node-1", NetDir: "/etc/cni/net.d", FileExists: func(string) bool { return false }}
+	desired, err := RenderTemplate(in)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(desired)
+	f.Add([]byte(`{"name":"k","cniVersion":"0.3.1","plugins":[{"type":"calico","mtu":1500,"nodename":"node-1","log_level":"debug"}]}`))
+	f.Add([]byte(`{"name":"k","cniVersion":"1.0.0","plugins":[{"type":"bandwidth"},{"type":"calico","mtu":1500,"nodename":"node-1"},{"type":"portmap","snat":false}]}`))
+	f.Add([]byte(`{"name":"k","plugins":{"a":1}}`))
+	f.Fuzz(func(t *testing.T, disk []byte) {
+		var obj map[string]any
+		if json.Unmarshal(disk, &obj) != nil {
+			return
+		}
+		tr, err := TraceEdits(in.Template, desired, disk, nil)
+		if err != nil {
+			t.Fatalf("TraceEdits on a JSON object: %v", err)
+		}
+		if tr.Template == "" || slices.ContainsFunc(tr.Edits, func(e TracedEdit) bool { return e.Placeholder != "" }) {
+			return
+		}
+		again := *in
+		again.Template = tr.Template
+		out, err := RenderTemplate(&again)
+		if err != nil {
+			t.Fatalf("the merged template does not render: %v\n%s", err, tr.Template)
+		}
+		var got, want any
+		_ = json.Unmarshal(out, &got)
+		_ = json.Unmarshal(disk, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("the merged template renders\n%s\nnot the file\n%s", out, disk)
 		}
 	})
 }

@@ -94,7 +94,7 @@ type Trace struct {
 // and part of a string where it is quoted, so the marked template parses as
 // JSON and every leaf says which placeholders fill it.
 func TraceEdits(template string, desired, disk []byte, chained []string) (*Trace, error) {
-	marked, markers, err := markTemplate(template)
+	marked, markers, err := markTemplate(template, string(disk)+string(desired))
 	if err != nil {
 		return nil, err
 	}
@@ -132,15 +132,16 @@ func decodeNumbers(data []byte, v *any) error {
 }
 
 // markTemplate replaces each known placeholder by a marker that occurs
-// nowhere else in the template; markers maps it back.
-func markTemplate(template string) (string, map[string]string, error) {
+// nowhere in the template nor in avoid (the files compared, whose values the
+// merged template may take); markers maps it back.
+func markTemplate(template, avoid string) (string, map[string]string, error) {
 	markers := map[string]string{}
 	for i, p := range Placeholders() {
 		if !strings.Contains(template, p.Name) {
 			continue
 		}
 		m := ""
-		for salt := 0; m == "" || strings.Contains(template, m); salt++ {
+		for salt := 0; m == "" || strings.Contains(template, m) || strings.Contains(avoid, m); salt++ {
 			m = fmt.Sprintf("9%03d%06d7", i, 271828+salt)
 		}
 		markers[m] = p.Name
