@@ -62,7 +62,7 @@ func (d *Dir) writeFiles(steps []*step) error {
 		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
 			return writeFailed(fmt.Errorf("create %s: %w", d.NetDir, err), changed)
 		}
-		written, err := WriteAtomic(s.status.Path, s.write, s.file.Mode)
+		written, err := writeAtomic(s.status.Path, s.write, s.file.Mode, d.Renaming)
 		if written {
 			// Renamed into place, even when the directory's fsync then
 			// failed: the file changed, and that is reported.

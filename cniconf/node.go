@@ -86,6 +86,11 @@ type Dir struct {
 	// Shadowed. nil means DefaultMetaTypes; an empty non-nil list means
 	// none.
 	MetaTypes []string
+	// Renaming, when set, is told the path of a managed file just before
+	// a new version is renamed into place, and the function it returns
+	// whether the rename happened. The agent's watch of the directory
+	// tells its own writes from other writers' by it.
+	Renaming func(path string) func(renamed bool)
 }
 
 func (d *Dir) now() time.Time {
@@ -131,6 +136,11 @@ func (d *Dir) Sync(want *Desired, dryRun bool) ([]FileStatus, error) {
 		steps[i] = d.planFile(f, want)
 	}
 	if !dryRun {
+		if changes(steps) {
+			if err := d.probeWritable(); err != nil {
+				return d.failAll(want, err), err
+			}
+		}
 		if err := d.apply(want, steps); err != nil {
 			out := statuses(steps)
 			for i := range out {
@@ -142,6 +152,16 @@ func (d *Dir) Sync(want *Desired, dryRun bool) ([]FileStatus, error) {
 		}
 	}
 	return statuses(steps), nil
+}
+
+// changes reports whether any step changes a file or makes a backup.
+func changes(steps []*step) bool {
+	for _, s := range steps {
+		if s.write != nil || s.backup || s.chmod {
+			return true
+		}
+	}
+	return false
 }
 
 func statuses(steps []*step) []FileStatus {

@@ -1,11 +1,15 @@
 package cniconf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // TestCorruptFileSettles: a corrupt file that changed moments ago (a writer
@@ -68,4 +72,65 @@ func desiredIn(t *testing.T, dir, fixture string) *Desired {
 		t.Fatal(err)
 	}
 	return want
+}
+
+// stateEvents runs sync and returns the names of the files created in the
+// state directory meanwhile, in order.
+func stateEvents(t *testing.T, d *Dir, sync func()) []string {
+	t.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	dir := recordDir(d.StateDir, d.NetDir)
+	if err := w.Add(dir); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	// Events come in order: the sentinel's is the last of the pass's.
+	sentinel := filepath.Join(dir, "sentinel")
+	if err := os.WriteFile(sentinel, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var created []string
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-w.Events:
+			if ev.Name == sentinel {
+				return created
+			}
+			if ev.Has(fsnotify.Create) {
+				created = append(created, filepath.Base(ev.Name))
+			}
+		case <-deadline:
+			t.Fatal("the sentinel's event did not come within 30s")
+		}
+	}
+}
+
+// TestProbeOnlyBeforeAChange: the state directory is proved writable before
+// a pass changes anything, and a pass that finds every file as it should
+// be creates nothing there. Each rename of a write is announced to
+// Renaming, before and after.
+func TestProbeOnlyBeforeAChange(t *testing.T) {
+	d := newTestDir(t)
+	a, b := desiredMTU(t, d.NetDir, "1400"), desiredMTU(t, d.NetDir, "1460")
+	mustSync(t, d, a)
+	if got := stateEvents(t, d, func() { mustSync(t, d, a) }); len(got) != 0 {
+		t.Errorf("a pass with nothing to do created %v in the state directory", got)
+	}
+	var told []string
+	d.Renaming = func(path string) func(bool) {
+		told = append(told, "before "+filepath.Base(path))
+		return func(renamed bool) { told = append(told, fmt.Sprintf("after %s %v", filepath.Base(path), renamed)) }
+	}
+	got := stateEvents(t, d, func() { mustSync(t, d, b) })
+	if len(got) == 0 || !strings.HasPrefix(got[0], ".probe") {
+		t.Errorf("a pass that writes did not probe the state directory first: %v", got)
+	}
+	if want := []string{"before 10-calico.conflist", "after 10-calico.conflist true"}; !slices.Equal(told, want) {
+		t.Errorf("Renaming was told %q, want %q", told, want)
+	}
 }

@@ -14,8 +14,7 @@ import (
 // --once run while the agent works (or two agents by mistake) never
 // interleave their writes and records. The lock is an flock on a file: the
 // kernel releases it when its holder dies, so a killed run never leaves it
-// taken. It is also the check that the state directory is writable, made
-// before anything is written.
+// taken.
 func (d *Dir) lock() (func(), error) {
 	if d.StateDir == "" {
 		return func() {}, nil
@@ -26,10 +25,6 @@ func (d *Dir) lock() (func(), error) {
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("state directory: %w (set --state-dir to a writable directory)", err)
-	}
-	if err := probeWritable(dir); err != nil {
-		_ = f.Close()
 		return nil, fmt.Errorf("state directory: %w (set --state-dir to a writable directory)", err)
 	}
 	for {
@@ -45,13 +40,17 @@ func (d *Dir) lock() (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
-// probeWritable creates and removes a file in dir: a directory that is
-// read-only, or full to the last inode, fails here and not half way through
-// a write.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".probe")
+// probeWritable creates and removes a file in the state directory: one
+// that is read-only, or full to the last inode, fails here and not half way
+// through a write. Sync asks before a pass that changes anything; a pass
+// that finds the node as it should be leaves the disk alone.
+func (d *Dir) probeWritable() error {
+	if d.StateDir == "" {
+		return nil
+	}
+	f, err := os.CreateTemp(recordDir(d.StateDir, d.NetDir), ".probe")
 	if err != nil {
-		return err
+		return fmt.Errorf("state directory: %w (set --state-dir to a writable directory)", err)
 	}
 	name := f.Name()
 	_ = f.Close()

@@ -25,6 +25,12 @@ import (
 // event in the directory and ignores CREATE, so a file moved in from
 // elsewhere would not be loaded until some other event came.
 func WriteAtomic(path string, data []byte, mode os.FileMode) (bool, error) {
+	return writeAtomic(path, data, mode, nil)
+}
+
+// writeAtomic is WriteAtomic telling renaming, when set, just before the
+// rename, and the function it returns whether the rename happened.
+func writeAtomic(path string, data []byte, mode os.FileMode, renaming func(path string) func(renamed bool)) (bool, error) {
 	if cur, err := readManaged(path); err == nil && cur.data != nil && cur.mode.Perm() == mode && bytes.Equal(cur.data, data) {
 		return false, nil
 	}
@@ -37,7 +43,16 @@ func WriteAtomic(path string, data []byte, mode os.FileMode) (bool, error) {
 	if _, err := pf.Write(data); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := pf.CloseAtomicallyReplace(); err != nil {
+	var renamed func(bool)
+	if renaming != nil {
+		renamed = renaming(path)
+	}
+	err = pf.CloseAtomicallyReplace()
+	if renamed != nil {
+		// renameio renames last: an error means the target is untouched.
+		renamed(err == nil)
+	}
+	if err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := syncDir(dir); err != nil {
