@@ -58,8 +58,9 @@ type Agent struct {
 	errSince  time.Time                 // when the inputs first failed to give a desired state
 	expiry    atomic.Pointer[time.Time] // the current token's expiry, from its claims
 
-	reported    bool      // the last pass reached the cluster (condition, status)
-	settleSince time.Time // when passes started waiting for a file to settle
+	reported    bool          // a pass has reached the cluster (condition, status)
+	reports     *latestReport // the newest pass's report, for reportLoop
+	settleSince time.Time     // when passes started waiting for a file to settle
 
 	infCtx context.Context
 	infWG  gosync.WaitGroup
@@ -114,12 +115,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return netFilter(path)
 	}
-	if err := watchDirs(ctx, dirs, relevant, a.trigger, a.Logger); err != nil {
+	own := &ownWrites{}
+	a.Reconciler.Dir.Renaming = own.renaming
+	if err := watchDirs(ctx, dirs, relevant, a.trigger, own, a.Logger); err != nil {
 		return err
 	}
 	a.Logger.Info("reconciling", "node", a.Reconciler.NodeName, "dir", a.Reconciler.Dir.NetDir, "source", a.Source)
 
 	var wg gosync.WaitGroup
+	a.reports = newLatestReport()
+	wg.Go(func() { a.reportLoop(ctx) })
 	wg.Go(func() { a.tick(ctx, a.ResyncPeriod, "resync") })
 	wg.Go(func() { a.tick(ctx, a.TokenCheckPeriod, "token check") })
 	a.trigger("start")
@@ -254,16 +259,108 @@ func (a *Agent) reconcile(ctx context.Context, since int64) (time.Duration, erro
 			a.Logger.Info("wrote", "path", f.Path, "was", f.Found, "action", f.Action, "backup", f.Backup)
 		}
 	}
-	rerr := a.Reporter.Report(ctx, rep, err)
-	a.reported = rerr == nil
-	if rerr != nil {
-		err = errors.Join(err, rerr)
+	a.Reporter.Announce(rep, err)
+	if !a.reported {
+		// Until the cluster has heard from the agent once, the pass is
+		// published by the pass: readiness waits for it, and a failure
+		// retries the pass with backoff.
+		if rerr := a.publish(ctx, rep); rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
+		a.reported = true
+		return 0, err
 	}
+	a.reports.offer(rep)
+	return 0, err
+}
+
+// publish tells the cluster what a pass found, and renews the Lease when
+// due: the pass is reported, so the agent is alive whatever its state.
+func (a *Agent) publish(ctx context.Context, rep *Report) error {
+	err := a.Reporter.Publish(ctx, rep)
 	if a.Liveness != nil && a.Liveness.Due() {
-		// The pass is reported: the agent is alive whatever its state.
-		if lerr := a.Liveness.Renew(ctx); lerr != nil {
-			err = errors.Join(err, lerr)
+		err = errors.Join(err, a.Liveness.Renew(ctx))
+	}
+	return err
+}
+
+// reportLoop publishes the passes' reports once the first is out, apart
+// from the passes: the condition patch and the status file write of one
+// change (and an API server slow to take them) never delay the next
+// change's write. What is published describes the node now, so a report
+// not yet published is replaced by a newer one. A failed publish is
+// retried with backoff, with the newest report by then.
+func (a *Agent) reportLoop(ctx context.Context) {
+	const first, most = 100 * time.Millisecond, 30 * time.Second
+	delay := first
+	for {
+		rep, ok := a.reports.take(ctx)
+		if !ok {
+			return
+		}
+		err := a.publish(ctx, rep)
+		if err == nil {
+			delay = first
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.Logger.Error("report failed; retrying with backoff", "err", err)
+		a.reports.retry(rep)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, most)
+	}
+}
+
+// latestReport holds the newest report not yet published.
+type latestReport struct {
+	mu    gosync.Mutex
+	rep   *Report
+	ready chan struct{}
+}
+
+func newLatestReport() *latestReport { return &latestReport{ready: make(chan struct{}, 1)} }
+
+// offer replaces the report waiting, if any.
+func (l *latestReport) offer(rep *Report) {
+	l.mu.Lock()
+	l.rep = rep
+	l.mu.Unlock()
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+// retry puts back a report that failed, unless a newer one came meanwhile.
+func (l *latestReport) retry(rep *Report) {
+	l.mu.Lock()
+	newer := l.rep != nil
+	l.mu.Unlock()
+	if !newer {
+		l.offer(rep)
+	}
+}
+
+// take waits for a report; false when ctx ends first.
+func (l *latestReport) take(ctx context.Context) (*Report, bool) {
+	for {
+		l.mu.Lock()
+		rep := l.rep
+		l.rep = nil
+		l.mu.Unlock()
+		if rep != nil {
+			return rep, true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-l.ready:
 		}
 	}
-	return 0, err
 }

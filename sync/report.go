@@ -87,10 +87,17 @@ func (r *Reporter) nodeRef() *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Node", Name: r.node, UID: types.UID(r.node)}
 }
 
-// Report publishes one reconcile's outcome. Errors are the condition patch's
-// and the status file's; events are best effort.
-func (r *Reporter) Report(ctx context.Context, rep *Report, reconcileErr error) error {
+// Announce raises the events one reconcile's outcome calls for. The
+// recorder queues them for its own goroutine and client: announcing never
+// waits for the API server.
+func (r *Reporter) Announce(rep *Report, reconcileErr error) {
 	r.events(rep, reconcileErr)
+}
+
+// Publish says what a report says of the node now: the condition, patched
+// only when it changed, and the status file. It may wait on the API server;
+// the agent calls it apart from its passes.
+func (r *Reporter) Publish(ctx context.Context, rep *Report) error {
 	var errs []string
 	// The condition first: it is what the cluster waits for.
 	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {

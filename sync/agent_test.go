@@ -1,0 +1,143 @@
+package sync
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+)
+
+// testAgent is an agent on the v3.32 fixture with a token file, whose
+// MTU is switched by *mtu, reporting through client.
+func testAgent(t *testing.T, client *fake.Clientset, mtu *atomic.Pointer[string]) *Agent {
+	t.Helper()
+	installs := map[string]InstallSource{}
+	for _, m := range []string{"1400", "1460"} {
+		installs[m] = fixtureInstall(t, &m)
+	}
+	r := testReconciler(t, func(ctx context.Context) (*Install, error) { return installs[*mtu.Load()](ctx) })
+	r.CA = func() ([]byte, error) { return []byte(caA), nil }
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reporter, stop := NewReporter(client, client, "node-1", filepath.Join(t.TempDir(), "status.json"), "advice", logger)
+	t.Cleanup(stop)
+	return &Agent{
+		Reconciler: r, Client: client, InstallOverride: r.Install, TokenSource: SourceFile, TokenFile: tokenFile,
+		ResyncPeriod: time.Hour, TokenCheckPeriod: time.Hour, Reporter: reporter, Metrics: NewMetrics(),
+		Health: &Health{WedgedAfter: time.Hour, ResyncPeriod: time.Hour}, Logger: logger,
+	}
+}
+
+// runAgent runs a until the test ends, and checks it stops cleanly.
+func runAgent(t *testing.T, a *Agent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+}
+
+// waitFor polls check until it passes, failing the test after 30 s.
+func waitFor(t *testing.T, what string, check func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func fileHas(path, s string) func() bool {
+	return func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), s)
+	}
+}
+
+// TestReportNeverDelaysTheNextWrite: the condition patch of one change
+// (here held by the API server until the end of the test) does not hold up
+// the write of the next change.
+func TestReportNeverDelaysTheNextWrite(t *testing.T) {
+	saved := apiTimeout
+	apiTimeout = time.Hour // a hung patch is never given up on here
+	t.Cleanup(func() { apiTimeout = saved })
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}
+	client := fake.NewClientset(node)
+	var patches atomic.Int32
+	held, release := make(chan struct{}, 1), make(chan struct{})
+	client.PrependReactor("patch", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if patches.Add(1) > 1 {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		return true, node, nil
+	})
+	// Released before the agent stops (cleanups run last first).
+	var mtu atomic.Pointer[string]
+	first := "1400"
+	mtu.Store(&first)
+	a := testAgent(t, client, &mtu)
+	runAgent(t, a)
+	t.Cleanup(func() { close(release) })
+
+	conf := filepath.Join(a.Reconciler.Dir.NetDir, cniconf.DefaultConfListName)
+	waitFor(t, "the first pass written and reported", func() bool { return fileHas(conf, `"mtu": 1400`)() && a.Health.Ready() == nil })
+
+	// A hand edit of the kubeconfig changes the condition: its patch is
+	// held.
+	kc := filepath.Join(a.Reconciler.Dir.NetDir, cniconf.DefaultKubeconfigName)
+	b, err := os.ReadFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, kc, strings.ReplaceAll(string(b), "calico-context", "edited-context"))
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the condition of the hand edit was not patched")
+	}
+
+	// The next change is written while that patch is still held.
+	next := "1460"
+	mtu.Store(&next)
+	a.trigger("ConfigMap updated")
+	waitFor(t, "the next change written while the last change's condition patch is held", fileHas(conf, `"mtu": 1460`))
+}
+
+// replaceFile replaces a file by rename, as editors do: a reader never
+// sees it half written.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+".edit", []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".edit", path); err != nil {
+		t.Fatal(err)
+	}
+}
