@@ -70,9 +70,11 @@ func (r *Reconciler) plan(ctx context.Context, install InstallSource) (*pass, er
 	if err != nil {
 		return p, err
 	}
-	if r.checksTokens(p.policy) {
+	if p.policy == PolicyGuard && r.Verdicts != nil {
 		// The API server's word on the tokens on disk, asked when a token
-		// is new and every period: what policy guard judges by.
+		// is new and every period: what policy guard judges by. Under
+		// policy own the verdict is only reported, and Reconcile asks
+		// after it has written.
 		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
 	}
 	if p.policy == PolicyGuard && r.Verdicts != nil && r.repairDue(want, p.health) {

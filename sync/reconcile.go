@@ -125,6 +125,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *cnicon
 			return rep, nil, err
 		}
 	}
+	if mode != ModeSync && plan.policy != PolicyGuard && r.checksTokens(plan.policy) {
+		r.Verdicts.Refresh(ctx, r.Dir.TokensOnDisk(want), false)
+	}
 	switch mode {
 	case ModeCheck:
 		rep.Files = r.Dir.Check(want)
