@@ -60,14 +60,15 @@ type stuckScan struct {
 // runStuck lists the pods a stale or rejected CNI token left stuck and, with
 // --fix, deletes those a controller owns. client (the agent's request rate)
 // makes the deletions: each makes a controller create a pod, so they go at a
-// gentle pace; the reads go through a client of their own at a higher rate.
+// gentle pace; the reads go through a client of their own at kubectl's rate
+// (a GET per stuck pod's owner, node and, for a pod not pending, the pod).
 func runStuck(ctx context.Context, o *Options, client kubernetes.Interface, stdout io.Writer) (int, error) {
 	cfg, err := restConfig(o)
 	if err != nil {
 		return exitError, err
 	}
 	cfg.UserAgent = "calico-cni-sync/" + buildVersion(version, readBuildInfo())
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = 50, 300
 	reader, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return exitError, fmt.Errorf("create API client: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +206,28 @@ func containsLine(lines []string, match func(string) bool) bool {
 		}
 	}
 	return false
+}
+
+// checkRows compares rows with want on every field but fix, and each fix
+// with the texts it must hold (its first text as the prefix).
+func checkRows(t *testing.T, out string, got []stuckRow, want []stuckRow, fixes map[string][]string) {
+	t.Helper()
+	strip := func(rows []stuckRow) []stuckRow {
+		var s []stuckRow
+		for _, r := range rows {
+			r.Fix = ""
+			s = append(s, r)
+		}
+		return s
+	}
+	if !reflect.DeepEqual(strip(got), strip(want)) {
+		t.Fatalf("rows\n%+v\nwant\n%+v\n%s", strip(got), strip(want), out)
+	}
+	for _, r := range got {
+		for i, s := range fixes[r.Pod] {
+			if (i == 0 && !strings.HasPrefix(r.Fix, s)) || !strings.Contains(r.Fix, s) {
+				t.Errorf("fix of %s %q lacks %q", r.Pod, r.Fix, s)
+			}
+		}
+	}
 }

@@ -116,35 +116,47 @@ func secretVolume(secret string, optional, projected bool) corev1.Volume {
 // leaves it for a kubelet that has not got far.
 func (e *env) newPod(name, node string, owner *metav1.OwnerReference, volumes ...corev1.Volume) *corev1.Pod {
 	e.t.Helper()
+	p, err := createPod(e.ctx, e.ns, name, node, owner, volumes...)
+	must(e.t, err)
+	return p
+}
+
+func createPod(ctx context.Context, ns, name, node string, owner *metav1.OwnerReference, volumes ...corev1.Volume) (*corev1.Pod, error) {
 	no := false
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: &no, Volumes: volumes, Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
 	if owner != nil {
 		p.OwnerReferences = []metav1.OwnerReference{*owner}
 	}
-	created, err := e.client.CoreV1().Pods(e.ns).Create(e.ctx, p, metav1.CreateOptions{})
-	must(e.t, err)
-	return created
+	return cp.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 }
 
 // setPodStatus writes a pod's status as its kubelet would.
 func (e *env) setPodStatus(p *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) {
 	e.t.Helper()
+	must(e.t, writePodStatus(e.ctx, p, phase, state))
+}
+
+func writePodStatus(ctx context.Context, p *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) error {
 	p.Status = corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "pause", State: state}}}
-	_, err := e.client.CoreV1().Pods(e.ns).UpdateStatus(e.ctx, p, metav1.UpdateOptions{})
-	must(e.t, err)
+	_, err := cp.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
 }
 
 // podEvent records a Warning event of the kubelet about the pod, seen at.
 func (e *env) podEvent(p *corev1.Pod, reason, msg string, at time.Time) {
 	e.t.Helper()
+	must(e.t, recordPodEvent(e.ctx, p, reason, msg, at))
+}
+
+func recordPodEvent(ctx context.Context, p *corev1.Pod, reason, msg string, at time.Time) error {
 	ts := metav1.NewTime(at)
 	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: p.Name + ".", Namespace: p.Namespace},
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID},
 		Reason:         reason, Message: msg, Type: corev1.EventTypeWarning, Count: 3, FirstTimestamp: ts, LastTimestamp: ts,
 		Source: corev1.EventSource{Component: "kubelet", Host: p.Spec.NodeName}}
-	_, err := e.client.CoreV1().Events(p.Namespace).Create(e.ctx, ev, metav1.CreateOptions{})
-	must(e.t, err)
+	_, err := cp.Client.CoreV1().Events(p.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	return err
 }
 
 // stuckJSON runs report --stuck -o json with the kubeconfig, checks the
@@ -188,30 +200,6 @@ func (e *env) podState(name string) string {
 		return "deleting"
 	}
 	return "present"
-}
-
-// checkRows compares rows with want on every field but fix, and each fix
-// with the texts it must hold (its first text as the prefix).
-func checkRows(t *testing.T, out string, got []stuckRow, want []stuckRow, fixes map[string][]string) {
-	t.Helper()
-	strip := func(rows []stuckRow) []stuckRow {
-		var s []stuckRow
-		for _, r := range rows {
-			r.Fix = ""
-			s = append(s, r)
-		}
-		return s
-	}
-	if !reflect.DeepEqual(strip(got), strip(want)) {
-		t.Fatalf("rows\n%+v\nwant\n%+v\n%s", strip(got), strip(want), out)
-	}
-	for _, r := range got {
-		for i, s := range fixes[r.Pod] {
-			if (i == 0 && !strings.HasPrefix(r.Fix, s)) || !strings.Contains(r.Fix, s) {
-				t.Errorf("fix of %s %q lacks %q", r.Pod, r.Fix, s)
-			}
-		}
-	}
 }
 
 // TestStuck: report --stuck on the real API server, with pods in every
