@@ -21,7 +21,7 @@ func (d *Dir) apply(want *Desired, steps []*step) error {
 		}
 	}
 	for _, s := range steps {
-		if !s.record {
+		if !s.record || s.write == nil {
 			continue
 		}
 		if err := d.recordIntent(want, s, now); err != nil {
@@ -30,6 +30,15 @@ func (d *Dir) apply(want *Desired, steps []*step) error {
 	}
 	if err := d.writeFiles(steps); err != nil {
 		return err
+	}
+	for _, s := range steps {
+		// A file kept as it is becomes the agent's own after the writes:
+		// a run killed before has changed nothing that needed the record.
+		if s.record && s.write == nil {
+			if err := d.recordIntent(want, s, now); err != nil {
+				return err
+			}
+		}
 	}
 	for _, s := range steps {
 		if s.chmod {

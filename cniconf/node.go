@@ -104,7 +104,7 @@ func (d *Dir) now() time.Time {
 func (d *Dir) Check(want *Desired) []FileStatus {
 	out := make([]FileStatus, 0, len(want.Files))
 	for _, f := range want.Files {
-		st, _, _ := d.inspect(d.chainedView(f), want)
+		st, _, _ := d.inspect(d.chainedView(memoized(f)), want)
 		out = append(out, st)
 	}
 	return out
@@ -289,7 +289,7 @@ type step struct {
 
 // planFile inspects one file and decides what to do with it.
 func (d *Dir) planFile(f *File, want *Desired) *step {
-	f = d.chainedView(f)
+	f = d.chainedView(memoized(f))
 	st, od, j := d.inspect(f, want)
 	return d.plan(st, f, od, j)
 }
@@ -351,7 +351,7 @@ func (d *Dir) TokensOnDisk(want *Desired) []string {
 		if err != nil {
 			continue
 		}
-		snap, err := d.chainedView(f).parse(disk, f.tokenFields)
+		snap, err := d.chainedView(memoized(f)).parse(disk, f.tokenFields)
 		if err != nil {
 			continue
 		}

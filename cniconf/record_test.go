@@ -319,3 +319,36 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestKeptFileRecordedAfterTheWrites: the record of a file kept as it is
+// (here a kubeconfig install-cni wrote, adopted) waits until the files are
+// written: nothing before the rename that the write does not need.
+func TestKeptFileRecordedAfterTheWrites(t *testing.T) {
+	d := newTestDir(t)
+	want := desiredMTU(t, d.NetDir, "1400")
+	var kc *File
+	for _, f := range want.Files {
+		if f.Kind == KindKubeconfig {
+			kc = f
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.NetDir, kc.Name), kc.Content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var atRename *Record
+	d.Renaming = func(string) func(bool) {
+		rec, err := LoadRecord(d.StateDir, d.NetDir, kc.Name)
+		if err != nil {
+			t.Error(err)
+		}
+		atRename = rec
+		return func(bool) {}
+	}
+	mustSync(t, d, want)
+	if atRename != nil {
+		t.Error("the kept kubeconfig was recorded before the conf was written")
+	}
+	if rec, err := LoadRecord(d.StateDir, d.NetDir, kc.Name); err != nil || rec == nil || rec.Written == nil {
+		t.Fatalf("the kept kubeconfig is not recorded after the pass: %+v %v", rec, err)
+	}
+}
