@@ -29,6 +29,10 @@ type Options struct {
 	// Logf receives progress messages (e.g. t.Logf) so that a slow or
 	// failing start can be diagnosed from the test log. Nil discards them.
 	Logf func(format string, args ...any)
+	// APIServerFlags are extra kube-apiserver flags (name without dashes to
+	// value, e.g. "audit-log-path"), set after the defaults and kept across
+	// API server restarts. Nil adds none.
+	APIServerFlags map[string]string
 }
 
 // ControlPlane is a running etcd + kube-apiserver + kube-controller-manager.
@@ -58,6 +62,7 @@ type ControlPlane struct {
 	keys       saKeys
 	kcm        *process
 	stopped    bool
+	apiFlags   map[string]string // Options.APIServerFlags
 }
 
 // StartT starts a control plane for a test and registers Stop with
@@ -92,7 +97,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
-	c := &ControlPlane{logf: opts.Logf, binDir: binDir, dir: dir}
+	c := &ControlPlane{logf: opts.Logf, binDir: binDir, dir: dir, apiFlags: opts.APIServerFlags}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
@@ -148,6 +153,9 @@ func (c *ControlPlane) startEtcdAndAPIServer() error {
 	args.Set("authorization-mode", "Node,RBAC")
 	args.Set("service-account-issuer", serviceAccountIssuer)
 	c.keys.configure(args)
+	for name, value := range c.apiFlags {
+		args.Set(name, value)
+	}
 	c.plane = &envtest.ControlPlane{
 		Etcd: &envtest.Etcd{
 			Path:         filepath.Join(c.binDir, "etcd"),

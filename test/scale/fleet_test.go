@@ -1,0 +1,207 @@
+package scale
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// node is one simulated node: its Node name, its directories and the agent
+// process that keeps its CNI files.
+type node struct {
+	index   int
+	name    string
+	dir     string // the node's root: net.d, state, backups, status.json, agent.log
+	net     string
+	uid     int
+	cmd     *exec.Cmd
+	done    chan error
+	logFile *os.File
+	addr    string // the agent's HTTP address, read from its log
+}
+
+func (n *node) statusPath() string { return filepath.Join(n.dir, "status.json") }
+func (n *node) logPath() string    { return filepath.Join(n.dir, "agent.log") }
+
+// firstUID is the first of the user ids the agents run as, one each. The
+// kernel counts inotify instances per user (128 by default): 200 agents
+// under one user would run out, and would take them from anything else
+// running as root on this machine. On a real cluster each agent is alone
+// on its node.
+const firstUID = 41000
+
+// newNode makes the node's directories, owned by the agent's user.
+func newNode(root, fleet string, i int) (*node, error) {
+	n := &node{index: i, name: fmt.Sprintf("scale-%s-%d", fleet, i), uid: firstUID + i}
+	n.dir = filepath.Join(root, n.name)
+	n.net = filepath.Join(n.dir, "net.d")
+	for _, d := range []string{n.dir, n.net} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Chown(d, n.uid, n.uid); err != nil {
+			return nil, fmt.Errorf("chown %s: %w", d, err)
+		}
+	}
+	return n, nil
+}
+
+// start launches the agent as the node's user, its output to a log file.
+func (n *node) start(binary string, env, args []string) error {
+	f, err := os.OpenFile(n.logPath(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	n.logFile = f
+	n.cmd = exec.Command(binary, args...)
+	n.cmd.Env = env
+	n.cmd.Dir = n.dir
+	n.cmd.Stdout, n.cmd.Stderr = f, f
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(n.uid), Gid: uint32(n.uid), NoSetGroups: true}}
+	if err := n.cmd.Start(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("start agent %s: %w", n.name, err)
+	}
+	n.done = make(chan error, 1)
+	go func() { n.done <- n.cmd.Wait() }()
+	return nil
+}
+
+// stop sends SIGTERM and, after grace, SIGKILL; it returns the exit error
+// of a SIGTERMed agent (nil: a clean exit).
+func (n *node) stop(grace time.Duration) error {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return nil
+	}
+	defer func() { _ = n.logFile.Close() }()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		n.cmd = nil
+		return err
+	case <-time.After(grace):
+		_ = n.cmd.Process.Kill()
+		_ = n.wait()
+		n.cmd = nil
+		return fmt.Errorf("agent %s did not stop within %v of SIGTERM", n.name, grace)
+	}
+}
+
+// wait returns the agent's exit once it has exited.
+func (n *node) wait() error { return <-n.done }
+
+// exited reports an agent that is gone, with the end of its log.
+func (n *node) exited() error {
+	select {
+	case err := <-n.done:
+		n.done <- err
+		return fmt.Errorf("agent %s exited: %v\n%s", n.name, err, n.logTail())
+	default:
+		return nil
+	}
+}
+
+func (n *node) logTail() string {
+	b, _ := os.ReadFile(n.logPath())
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var httpAddr = regexp.MustCompile(`http=(127\.0\.0\.1:\d+)`)
+
+// httpAddress reads the agent's address from its log (it listens on port 0).
+func (n *node) httpAddress() (string, error) {
+	if n.addr != "" {
+		return n.addr, nil
+	}
+	b, err := os.ReadFile(n.logPath())
+	if err != nil {
+		return "", err
+	}
+	m := httpAddr.FindSubmatch(b)
+	if m == nil {
+		return "", errors.New("no http address logged yet")
+	}
+	n.addr = string(m[1])
+	return n.addr, nil
+}
+
+var metricsClient = &http.Client{Timeout: 5 * time.Second}
+
+// metric is the sum of a metric's samples on the agent's /metrics.
+func (n *node) metric(name string) (float64, error) {
+	addr, err := n.httpAddress()
+	if err != nil {
+		return 0, err
+	}
+	resp, err := metricsClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// procMemory reads VmRSS and RssAnon (KiB) of a process.
+func procMemory(pid int) (rss, anon int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "RssAnon:":
+			anon = v
+		}
+	}
+	return rss, anon, nil
+}
+
+// procCPU is a process's user plus system CPU time.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
