@@ -104,7 +104,7 @@ func (d *Dir) now() time.Time {
 func (d *Dir) Check(want *Desired) []FileStatus {
 	out := make([]FileStatus, 0, len(want.Files))
 	for _, f := range want.Files {
-		st, _, _ := d.inspect(d.chainedView(memoized(f)), want)
+		st, _, _ := d.inspect(d.chainedView(memoized(f)), want, true)
 		out = append(out, st)
 	}
 	return out
@@ -112,7 +112,9 @@ func (d *Dir) Check(want *Desired) []FileStatus {
 
 // Sync puts every desired file right as the state table says, and returns
 // what it found and did. With dryRun it writes nothing but says what would
-// change.
+// change, with diffs; a Sync that writes leaves the diffs out (what is
+// reported is the state after it, from Check), so a write never waits for
+// one.
 //
 // The order makes every instant safe: the state directory is locked (a
 // --once and the agent never interleave) and cleared of temporary files that
@@ -133,7 +135,7 @@ func (d *Dir) Sync(want *Desired, dryRun bool) ([]FileStatus, error) {
 	}
 	steps := make([]*step, len(want.Files))
 	for i, f := range want.Files {
-		steps[i] = d.planFile(f, want)
+		steps[i] = d.planFile(f, want, dryRun)
 	}
 	if !dryRun {
 		if changes(steps) {
@@ -182,8 +184,9 @@ func (d *Dir) failAll(want *Desired, err error) []FileStatus {
 	return out
 }
 
-// inspect reads one file and classifies it.
-func (d *Dir) inspect(f *File, want *Desired) (FileStatus, onDisk, judgement) {
+// inspect reads one file and classifies it; with diff, the status shows how
+// the file differs.
+func (d *Dir) inspect(f *File, want *Desired, diff bool) (FileStatus, onDisk, judgement) {
 	path := filepath.Join(d.NetDir, f.Name)
 	od, err := readManaged(path)
 	if err == nil && od.dir {
@@ -213,7 +216,7 @@ func (d *Dir) inspect(f *File, want *Desired) (FileStatus, onDisk, judgement) {
 	if j.modeWrong {
 		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token; it is set back to 0600", od.mode.Perm(), od.uid))
 	}
-	if j.state != InSync {
+	if j.state != InSync && diff {
 		tokens := []string{want.Token}
 		if od.data != nil {
 			if snap, err := f.parse(od.data, f.tokenFields); err == nil {
@@ -288,9 +291,9 @@ type step struct {
 }
 
 // planFile inspects one file and decides what to do with it.
-func (d *Dir) planFile(f *File, want *Desired) *step {
+func (d *Dir) planFile(f *File, want *Desired, diff bool) *step {
 	f = d.chainedView(memoized(f))
-	st, od, j := d.inspect(f, want)
+	st, od, j := d.inspect(f, want, diff)
 	return d.plan(st, f, od, j)
 }
 

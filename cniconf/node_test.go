@@ -134,3 +134,22 @@ func TestProbeOnlyBeforeAChange(t *testing.T) {
 		t.Errorf("Renaming was told %q, want %q", told, want)
 	}
 }
+
+// TestSyncDiffsOnlyInADryRun: a dry run shows how a file would change; a
+// Sync that writes computes no diff before its write (the state after it
+// is what is reported).
+func TestSyncDiffsOnlyInADryRun(t *testing.T) {
+	d := newTestDir(t)
+	mustSync(t, d, desiredMTU(t, d.NetDir, "1400"))
+	b := desiredMTU(t, d.NetDir, "1460")
+	dry, err := d.Sync(b, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dry[0].Diff, `"mtu": 1460`) {
+		t.Errorf("the dry run's diff: %q", dry[0].Diff)
+	}
+	if st := mustSync(t, d, b); st[0].Action != ActionWritten || st[0].Diff != "" {
+		t.Errorf("the write: action %q, diff %q", st[0].Action, st[0].Diff)
+	}
+}

@@ -73,7 +73,7 @@ func TestKilledBetweenFileAndRecord(t *testing.T) {
 			a, b, c := desiredMTU(t, d.NetDir, "1400"), desiredMTU(t, d.NetDir, "1460"), desiredMTU(t, d.NetDir, "1480")
 			mustSync(t, d, a)
 			// The killed run wanted b: its intent is recorded ...
-			steps := []*step{d.planFile(b.Conf(), b), d.planFile(b.Files[1], b)}
+			steps := []*step{d.planFile(b.Conf(), b, false), d.planFile(b.Files[1], b, false)}
 			for _, s := range steps {
 				if s.record {
 					if err := d.recordIntent(b, s, d.now()); err != nil {
@@ -111,7 +111,7 @@ func TestHandEditAfterPendingRecordIsDrifted(t *testing.T) {
 	d := newTestDir(t)
 	a, b := desiredMTU(t, d.NetDir, "1400"), desiredMTU(t, d.NetDir, "1460")
 	mustSync(t, d, a)
-	s := d.planFile(b.Conf(), b)
+	s := d.planFile(b.Conf(), b, false)
 	if err := d.recordIntent(b, s, d.now()); err != nil {
 		t.Fatal(err)
 	}
