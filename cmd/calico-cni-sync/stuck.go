@@ -26,8 +26,8 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/sync/stuck"
 )
 
-// stuckPage is the page size of every list: a page of pods is a few MiB at
-// most, and memory stays bounded by it and by the candidates kept.
+// stuckPage is the page size of every list: memory stays bounded by a page,
+// the events kept and the stuck pods found, whatever the cluster's size.
 const stuckPage = 500
 
 // notStartedPods selects the pods that may wait for a Secret or a sandbox.
@@ -42,19 +42,29 @@ type stuckPod struct {
 	terminating bool
 }
 
-// stuckScan lists what report --stuck judges, keeping only candidates: the
-// latest sandbox and FailedMount events per pod (bounded by the events the
-// API server still holds), the not-started pods that mount a Secret or wait
-// on an Unauthorized sandbox (pruned), and the Secrets those pods name.
+// stuckScan reads what report --stuck judges, in two passes over the pods
+// not yet started so as to keep no pod but the stuck ones: the first judges
+// the pods that mount no Secret and notes the Secrets the others mount; once
+// the metadata-only list has said which of those exist, the second judges
+// the others. Between them it keeps the latest sandbox and FailedMount
+// event per pod (bounded by the events the API server holds) and the names
+// of the Secrets mounted (bounded by the distinct names, not the pods).
 type stuckScan struct {
 	client kubernetes.Interface
 	meta   metadata.Interface
 	now    time.Time
 
-	sandbox map[string]*stuck.SandboxEvent // by stuck.PodKey
-	mounts  map[string]*stuck.SandboxEvent // FailedMount naming a missing Secret, by stuck.PodKey
-	pods    map[string]*corev1.Pod         // namespace/name -> pruned pod
-	secrets map[string]map[string]bool     // namespace -> name -> exists
+	sandbox stuck.Latest      // sandbox events
+	mounts  stuck.Latest      // FailedMount events naming a missing Secret
+	secrets stuck.SecretSet   // the Secrets the pods mount
+	seen    map[string]bool   // namespace/name of listed pods with an Unauthorized sandbox
+	found   map[string]judged // namespace/name -> a stuck pod
+}
+
+// judged is a stuck pod, pruned, and why.
+type judged struct {
+	pod *corev1.Pod
+	v   stuck.Verdict
 }
 
 // runStuck lists the pods a stale or rejected CNI token left stuck and, with
@@ -87,25 +97,46 @@ func runStuck(ctx context.Context, o *Options, client kubernetes.Interface, stdo
 }
 
 func (s *stuckScan) run(ctx context.Context) ([]stuckPod, error) {
-	s.sandbox, s.mounts, s.pods, s.secrets = map[string]*stuck.SandboxEvent{}, map[string]*stuck.SandboxEvent{}, map[string]*corev1.Pod{}, map[string]map[string]bool{}
+	s.sandbox, s.mounts, s.secrets, s.seen, s.found = stuck.Latest{}, stuck.Latest{}, stuck.SecretSet{}, map[string]bool{}, map[string]judged{}
 	for _, reason := range append([]string{stuck.ReasonFailedMount}, stuck.SandboxReasons...) {
 		if err := s.listEvents(ctx, reason); err != nil {
 			return nil, err
 		}
 	}
-	err := s.list(ctx, "pods", metav1.ListOptions{FieldSelector: notStartedPods}, func(opts metav1.ListOptions) (runtime.Object, error) {
-		return s.client.CoreV1().Pods("").List(ctx, opts)
-	}, func(obj runtime.Object) { s.consider(obj.(*corev1.Pod)) })
+	pending := func(each func(*corev1.Pod)) error {
+		return s.list(ctx, "pods", metav1.ListOptions{FieldSelector: notStartedPods}, func(opts metav1.ListOptions) (runtime.Object, error) {
+			return s.client.CoreV1().Pods("").List(ctx, opts)
+		}, func(obj runtime.Object) { each(obj.(*corev1.Pod)) })
+	}
+	err := pending(func(pod *corev1.Pod) {
+		if s.sandbox.Of(pod).Unauthorized() {
+			s.seen[pod.Namespace+"/"+pod.Name] = true
+		}
+		refs := stuck.SecretRefs(pod)
+		for _, name := range refs {
+			s.secrets.Want(pod.Namespace, name)
+		}
+		if len(refs) == 0 {
+			s.judge(pod)
+		}
+	})
+	if err == nil {
+		err = s.terminatingPods(ctx)
+	}
+	if err == nil {
+		err = s.listSecrets(ctx)
+	}
+	if err == nil && len(s.secrets) > 0 {
+		err = pending(func(pod *corev1.Pod) {
+			if len(stuck.SecretRefs(pod)) > 0 {
+				s.judge(pod)
+			}
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := s.terminatingPods(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.listSecrets(ctx); err != nil {
-		return nil, err
-	}
-	return s.judge(ctx)
+	return s.describe(ctx)
 }
 
 // list pages through a list, handing each item to each.
@@ -122,50 +153,27 @@ func (s *stuckScan) list(ctx context.Context, what string, opts metav1.ListOptio
 // listEvents keeps, per pod, the latest event of the reason (FailedMount:
 // only those naming a missing Secret).
 func (s *stuckScan) listEvents(ctx context.Context, reason string) error {
-	keep := s.sandbox
-	if reason == stuck.ReasonFailedMount {
-		keep = s.mounts
-	}
 	opts := metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod,reason=" + reason}
 	return s.list(ctx, reason+" events", opts, func(opts metav1.ListOptions) (runtime.Object, error) {
 		return s.client.CoreV1().Events("").List(ctx, opts)
 	}, func(obj runtime.Object) {
-		ev := obj.(*corev1.Event)
-		key := stuck.PodKey(ev)
-		if key == "" || (reason == stuck.ReasonFailedMount && stuck.MissingSecretInMount(ev.Message) == "") {
-			return
-		}
-		at := stuck.EventTime(ev)
-		if cur := keep[key]; cur == nil || at.After(cur.Time) {
-			keep[key] = &stuck.SandboxEvent{Reason: ev.Reason, Message: ev.Message, Time: at}
+		switch ev := obj.(*corev1.Event); {
+		case reason != stuck.ReasonFailedMount:
+			s.sandbox.Add(ev)
+		case stuck.MissingSecretInMount(ev.Message) != "":
+			s.mounts.Add(ev)
 		}
 	})
 }
 
-// latest is the latest event of the pod in events, whether the event names
-// the pod's UID or not.
-func latest(events map[string]*stuck.SandboxEvent, pod *corev1.Pod) *stuck.SandboxEvent {
-	withUID, withoutUID := stuck.KeyOf(pod)
-	a, b := events[withUID], events[withoutUID]
-	if a == nil || (b != nil && b.Time.After(a.Time)) {
-		return b
+// judge keeps the pod, pruned, when it is stuck.
+func (s *stuckScan) judge(pod *corev1.Pod) {
+	facts := stuck.Facts{Now: s.now, Sandbox: s.sandbox.Of(pod), SecretExists: func(name string) bool { return s.secrets.Exists(pod.Namespace, name) }}
+	if m := s.mounts.Of(pod); m != nil {
+		facts.MountMessage = m.Message
 	}
-	return a
-}
-
-// consider keeps a pod that may be stuck, pruned, and notes its Secrets.
-func (s *stuckScan) consider(pod *corev1.Pod) {
-	refs := stuck.SecretRefs(pod)
-	unauthorized := latest(s.sandbox, pod).Unauthorized()
-	if len(refs) == 0 && !unauthorized {
-		return
-	}
-	s.pods[pod.Namespace+"/"+pod.Name] = stuck.Prune(pod)
-	for _, name := range refs {
-		if s.secrets[pod.Namespace] == nil {
-			s.secrets[pod.Namespace] = map[string]bool{}
-		}
-		s.secrets[pod.Namespace][name] = false
+	if v, ok := stuck.Judge(pod, facts); ok {
+		s.found[pod.Namespace+"/"+pod.Name] = judged{pod: stuck.Prune(pod), v: v}
 	}
 }
 
@@ -179,9 +187,8 @@ func (s *stuckScan) terminatingPods(ctx context.Context) error {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		ns, rest, _ := strings.Cut(key, "/")
-		name, uid, _ := strings.Cut(rest, "/")
-		if _, seen := s.pods[ns+"/"+name]; seen || !s.sandbox[key].Unauthorized() {
+		ns, name, uid := stuck.SplitPodKey(key)
+		if s.seen[ns+"/"+name] || !s.sandbox[key].Unauthorized() {
 			continue
 		}
 		pod, err := s.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -191,8 +198,9 @@ func (s *stuckScan) terminatingPods(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("get pod %s/%s: %w", ns, name, err)
 		}
+		s.seen[ns+"/"+name] = true
 		if (uid == "" || string(pod.UID) == uid) && pod.DeletionTimestamp != nil {
-			s.consider(pod)
+			s.judge(pod)
 		}
 	}
 	return nil
@@ -202,15 +210,11 @@ func (s *stuckScan) terminatingPods(ctx context.Context) error {
 // the metadata-only API: names, never data.
 func (s *stuckScan) listSecrets(ctx context.Context) error {
 	res := s.meta.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"})
-	for ns, names := range s.secrets {
+	for ns := range s.secrets {
 		err := s.list(ctx, "Secrets (metadata) in "+ns, metav1.ListOptions{}, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return res.Namespace(ns).List(ctx, opts)
 		}, func(obj runtime.Object) {
-			if m := obj.(*metav1.PartialObjectMetadata); m != nil {
-				if _, wanted := names[m.Name]; wanted {
-					names[m.Name] = true
-				}
-			}
+			s.secrets.Found(ns, obj.(*metav1.PartialObjectMetadata).Name)
 		})
 		if err != nil {
 			return err
@@ -219,21 +223,14 @@ func (s *stuckScan) listSecrets(ctx context.Context) error {
 	return nil
 }
 
-// judge judges the candidates; for the stuck ones it reads the owner and the
-// node's condition (each once).
-func (s *stuckScan) judge(ctx context.Context) ([]stuckPod, error) {
+// describe reads the owner and the node's condition of each stuck pod
+// (each once) and says how to fix it.
+func (s *stuckScan) describe(ctx context.Context) ([]stuckPod, error) {
 	nodes := map[string]string{}
 	owners := map[string]*metav1.OwnerReference{}
-	var out []stuckPod
-	for _, pod := range s.pods {
-		facts := stuck.Facts{Now: s.now, SecretExists: func(name string) bool { return s.secrets[pod.Namespace][name] }, Sandbox: latest(s.sandbox, pod)}
-		if m := latest(s.mounts, pod); m != nil {
-			facts.MountMessage = m.Message
-		}
-		v, ok := stuck.Judge(pod, facts)
-		if !ok {
-			continue
-		}
+	out := make([]stuckPod, 0, len(s.found))
+	for _, j := range s.found {
+		pod, v := j.pod, j.v
 		owner, err := stuck.TopOwner(pod, func(ns string, ref metav1.OwnerReference) (*metav1.OwnerReference, error) {
 			key := ns + "/" + string(ref.UID)
 			if c, seen := owners[key]; seen {

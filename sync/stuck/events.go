@@ -84,3 +84,35 @@ func MissingSecretInMount(msg string) string {
 	}
 	return m[1]
 }
+
+// Latest keeps the latest event of each pod, by PodKey.
+type Latest map[string]*SandboxEvent
+
+// Add keeps ev when it is about a pod and later than what is kept for it.
+func (l Latest) Add(ev *corev1.Event) {
+	key := PodKey(ev)
+	if key == "" {
+		return
+	}
+	if at := EventTime(ev); l[key] == nil || at.After(l[key].Time) {
+		l[key] = &SandboxEvent{Reason: ev.Reason, Message: ev.Message, Time: at}
+	}
+}
+
+// Of is the latest event about the pod, whether the event names the pod's
+// UID or not; nil when there is none.
+func (l Latest) Of(pod *corev1.Pod) *SandboxEvent {
+	withUID, withoutUID := KeyOf(pod)
+	a, b := l[withUID], l[withoutUID]
+	if a == nil || (b != nil && b.Time.After(a.Time)) {
+		return b
+	}
+	return a
+}
+
+// SplitPodKey is PodKey's parts.
+func SplitPodKey(key string) (namespace, name, uid string) {
+	namespace, rest, _ := strings.Cut(key, "/")
+	name, uid, _ = strings.Cut(rest, "/")
+	return namespace, name, uid
+}

@@ -353,11 +353,11 @@ func TestStuck(t *testing.T) {
 	}
 	// Polled every 2 s: each poll is a run of the binary.
 	err = wait.PollUntilContextTimeout(e.ctx, 2*time.Second, time.Until(stuckAt)+30*time.Second, true, func(context.Context) (bool, error) {
-		began := time.Now()
 		_, rows, _ := e.stuckJSON(e.kubeconfig)
+		ended := time.Now() // the binary judged before this
 		for _, r := range rows {
-			if r.Pod == "web-term" && began.Before(stuckAt) {
-				return false, fmt.Errorf("the terminating pod was listed at %s, before %s", began, stuckAt)
+			if r.Pod == "web-term" && ended.Before(stuckAt) {
+				return false, fmt.Errorf("the terminating pod was listed by %s, before %s", ended, stuckAt)
 			}
 			if r.Pod == "web-term" {
 				return true, nil
