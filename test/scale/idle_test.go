@@ -55,6 +55,8 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 	start := time.Now()
 	rss := make([]int64, h.n)
 	anon := make([]int64, h.n)
+	endRSS := make([]int64, h.n)
+	endAnon := make([]int64, h.n)
 	for {
 		for i, n := range f.nodes {
 			r, a, err := procMemory(n.cmd.Process.Pid)
@@ -62,6 +64,7 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 				return fmt.Errorf("memory of %s: %w", n.name, err)
 			}
 			rss[i], anon[i] = max(rss[i], r), max(anon[i], a)
+			endRSS[i], endAnon[i] = r, a
 		}
 		if time.Since(start) >= window {
 			break
@@ -78,6 +81,8 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 	res.APICPUIdle = pct(cpu1-cpu0, elapsed)
 	res.RSSMiBP50, res.RSSMiBMax = spreadKiB(rss)
 	res.AnonMiBP50, res.AnonMiBMax = spreadKiB(anon)
+	res.EndRSSMiBP50, res.EndRSSMiBMax = spreadKiB(endRSS)
+	res.EndAnonMiBP50, res.EndAnonMiBMax = spreadKiB(endAnon)
 	end := start.Add(elapsed)
 	var reqs []request
 	for _, r := range h.c.audit.since(mark, byAgents) {

@@ -77,11 +77,17 @@ type idleResult struct {
 	PerAgentHourTotal float64            `json:"perAgentHourTotal"`
 	NodeWrites        int                `json:"nodeWrites"`
 	// LeaseInterval is the time between one agent's Lease renewals.
-	LeaseInterval   spread  `json:"leaseInterval"`
-	RSSMiBP50       float64 `json:"rssMiBP50"`
-	RSSMiBMax       float64 `json:"rssMiBMax"`
-	AnonMiBP50      float64 `json:"anonMiBP50"`
-	AnonMiBMax      float64 `json:"anonMiBMax"`
+	LeaseInterval spread  `json:"leaseInterval"`
+	RSSMiBP50     float64 `json:"rssMiBP50"`
+	RSSMiBMax     float64 `json:"rssMiBMax"`
+	AnonMiBP50    float64 `json:"anonMiBP50"`
+	AnonMiBMax    float64 `json:"anonMiBMax"`
+	// The same at the end of the window (the above are each agent's peak
+	// over samples every 10 s, from the window's start).
+	EndRSSMiBP50    float64 `json:"endRSSMiBP50"`
+	EndRSSMiBMax    float64 `json:"endRSSMiBMax"`
+	EndAnonMiBP50   float64 `json:"endAnonMiBP50"`
+	EndAnonMiBMax   float64 `json:"endAnonMiBMax"`
 	APIRSSBeforeMiB float64 `json:"apiServerRSSBeforeMiB"`
 	APIRSSAfterMiB  float64 `json:"apiServerRSSAfterMiB"`
 	APICPUBaseline  float64 `json:"apiServerCPUBaselinePct"` // % of one core, no agents
@@ -166,8 +172,8 @@ func (r *result) print(w io.Writer) {
 	row("idle: per agent per hour at default periods", fmt.Sprintf("%.1f (%s)", i.PerAgentHourTotal, formatPer(i.PerAgentHour)))
 	row("idle: Node writes", fmt.Sprint(i.NodeWrites))
 	row("idle: one agent's Lease renewals apart", i.LeaseInterval.String())
-	row("idle: agent RSS p50/max", fmt.Sprintf("%.1f / %.1f MiB", i.RSSMiBP50, i.RSSMiBMax))
-	row("idle: agent anonymous p50/max", fmt.Sprintf("%.1f / %.1f MiB", i.AnonMiBP50, i.AnonMiBMax))
+	row("idle: agent RSS p50/max, peak in window (at its end)", fmt.Sprintf("%.1f / %.1f MiB (%.1f / %.1f MiB)", i.RSSMiBP50, i.RSSMiBMax, i.EndRSSMiBP50, i.EndRSSMiBMax))
+	row("idle: agent anonymous p50/max, peak in window (at its end)", fmt.Sprintf("%.1f / %.1f MiB (%.1f / %.1f MiB)", i.AnonMiBP50, i.AnonMiBMax, i.EndAnonMiBP50, i.EndAnonMiBMax))
 	row("idle: API server RSS without / with agents", fmt.Sprintf("%.0f / %.0f MiB (%.2f MiB per agent)", i.APIRSSBeforeMiB, i.APIRSSAfterMiB, (i.APIRSSAfterMiB-i.APIRSSBeforeMiB)/float64(r.N)))
 	row("API server RSS before the first fleet / with it ready", fmt.Sprintf("%.0f / %.0f MiB", i.APIRSSFirstMiB, i.APIRSSReadyMiB))
 	row("idle: API server CPU without / with agents", fmt.Sprintf("%.2f %% / %.2f %% of a core", i.APICPUBaseline, i.APICPUIdle))
