@@ -100,8 +100,8 @@ func seedStory(ctx context.Context, e *env) error {
 	}
 	printEvents(ctx, c, node)
 
-	step("calico-cni-sync drift on the node (exit 1: not InSync)")
-	drift(ctx, e, node, "seed")
+	step("calico-cni-sync drift --suggest on the node (exit 1: not InSync; where the edit must be made to last)")
+	drift(ctx, e, node, "seed", "--suggest")
 
 	step("calico-cni-sync report: every node's state, from the Node conditions")
 	report := exec.CommandContext(ctx, e.o.binary, "report", "--kubeconfig", e.kubeconfig)

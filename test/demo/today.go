@@ -190,10 +190,10 @@ func todayStory(ctx context.Context, e *env) error {
 }
 
 // drift runs `calico-cni-sync drift` for the node (its files under
-// e.dir/name, as agentArgs puts them), prints its output
+// e.dir/name, as agentArgs puts them) with extra flags, prints its output
 // indented, and returns it with the exit code.
-func drift(ctx context.Context, e *env, node, name string) (string, int) {
-	cmd := exec.CommandContext(ctx, e.o.binary, append(e.agentArgs(node, name), "drift")...)
+func drift(ctx context.Context, e *env, node, name string, extra ...string) (string, int) {
+	cmd := exec.CommandContext(ctx, e.o.binary, append(append(e.agentArgs(node, name), "drift"), extra...)...)
 	cmd.Env = e.agentEnv
 	b, err := cmd.CombinedOutput()
 	out := cniconf.Redact(string(b))
