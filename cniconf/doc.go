@@ -33,9 +33,10 @@
 //     are adopted by the first run after an upgrade and then replaced.
 //   - A Sync takes an flock in the state directory, so a --once and the
 //     agent never interleave; under it, temporary files left by killed
-//     writers are removed. The lock also proves the state directory
-//     writable before anything is written, and every backup and intended
-//     record is made before the first file changes.
+//     writers are removed. Before a pass that changes a file, a probe
+//     proves the state directory writable; every backup and intended
+//     record is made before the first file changes, and a file kept as it
+//     is is recorded after.
 //   - Whatever is at a managed path is looked at with Lstat and read with
 //     O_NOFOLLOW|O_NONBLOCK and a 1 MiB cap: a symlink, FIFO, device or
 //     oversized file is Corrupt (replaced; the backup says what it was), a

@@ -239,14 +239,14 @@ func BenchmarkEditToCondition(b *testing.B) {
 		must(b, os.Rename(path+".edit", path))
 		return start
 	}
-	// One change every 100 ms: the latency of an edit, not the agent's
-	// throughput under an edit storm (its client makes at most 20 requests a
-	// second, which a storm of edits would measure instead).
-	pace := time.NewTicker(100 * time.Millisecond)
+	// One change every 300 ms: the latency of an edit, not the agent's
+	// throughput under an edit storm (its client makes at most 5 requests a
+	// second, burst 10, which a storm of edits would measure instead).
+	pace := time.NewTicker(300 * time.Millisecond)
 	defer pace.Stop()
 	var samples []time.Duration
 	b.ResetTimer()
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 100; i++ {
 		<-pace.C
 		start := replace(strings.Replace(orig, `"mtu": 0,`, `"mtu": `+strconv.Itoa(1000+i)+`,`, 1))
 		samples = append(samples, waitReason("Drifted").Sub(start))
