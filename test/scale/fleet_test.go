@@ -39,20 +39,36 @@ func (n *node) logPath() string    { return filepath.Join(n.dir, "agent.log") }
 // on its node.
 const firstUID = 41000
 
-// newNode makes the node's directories, owned by the agent's user.
+// newNode makes the node's directories, owned by the agent's user. Run by
+// another user than root, the agents run as that user (then the inotify
+// limit caps N near 120).
 func newNode(root, fleet string, i int) (*node, error) {
 	n := &node{index: i, name: fmt.Sprintf("scale-%s-%d", fleet, i), uid: firstUID + i}
+	if os.Geteuid() != 0 {
+		n.uid = os.Geteuid()
+	}
 	n.dir = filepath.Join(root, n.name)
 	n.net = filepath.Join(n.dir, "net.d")
 	for _, d := range []string{n.dir, n.net} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
-		if err := os.Chown(d, n.uid, n.uid); err != nil {
-			return nil, fmt.Errorf("chown %s: %w", d, err)
+		if err := n.own(d); err != nil {
+			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// own gives path to the agent's user.
+func (n *node) own(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := os.Chown(path, n.uid, n.uid); err != nil {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	return nil
 }
 
 // start launches the agent as the node's user, its output to a log file.
@@ -66,7 +82,9 @@ func (n *node) start(binary string, env, args []string) error {
 	n.cmd.Env = env
 	n.cmd.Dir = n.dir
 	n.cmd.Stdout, n.cmd.Stderr = f, f
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(n.uid), Gid: uint32(n.uid), NoSetGroups: true}}
+	if os.Geteuid() == 0 {
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(n.uid), Gid: uint32(n.uid), NoSetGroups: true}}
+	}
 	if err := n.cmd.Start(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("start agent %s: %w", n.name, err)

@@ -2,7 +2,6 @@ package scale
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -43,7 +42,7 @@ func (h *harness) startFleet(spec fleetSpec) (*fleet, startupResult, error) {
 		if err := h.c.cp.WriteKubeconfig(kc, h.c.cp.ConfigForToken(h.tokens[i])); err != nil {
 			return nil, startupResult{}, err
 		}
-		if err := os.Chown(kc, n.uid, n.uid); err != nil {
+		if err := n.own(kc); err != nil {
 			return nil, startupResult{}, err
 		}
 		f.nodes = append(f.nodes, n)

@@ -41,10 +41,13 @@ func hasMTU(mtu int) func(int, []byte) bool {
 
 // caused sums up what the agents did since mark, once they have been quiet
 // for two seconds.
-func (h *harness) caused(mark int) (changeResult, []request) {
+func (h *harness) caused(mark int, f *fleet, since time.Time) (changeResult, []request) {
 	h.c.audit.settle(mark, byAgents, 2*time.Second, 30*time.Second)
 	reqs := h.c.audit.since(mark, byAgents)
-	res := changeResult{Requests: counts(reqs)}
+	res := changeResult{Requests: counts(reqs), Conditions: h.ready.takeReasons(), Events: h.eventReasons(f, since), ConditionsAfter: h.ready.reasonsNow(f)}
+	// A token the API server rejects authenticates no one: its requests
+	// are anonymous 401s, counted apart.
+	res.Rejected = counts(h.c.audit.since(mark, func(r request) bool { return r.Code == 401 }))
 	events := make([]int, h.n)
 	for _, r := range reqs {
 		switch {
@@ -66,6 +69,7 @@ func (h *harness) configMapChange(f *fleet, mtu int) (changeResult, error) {
 	f.files.drain()
 	mark := h.c.audit.mark()
 	cpu := h.cpuNow(f)
+	h.ready.takeReasons()
 	start := time.Now()
 	if err := h.setMTU(mtu); err != nil {
 		return changeResult{}, err
@@ -75,7 +79,7 @@ func (h *harness) configMapChange(f *fleet, mtu int) (changeResult, error) {
 		return changeResult{}, err
 	}
 	used := h.cpuNow(f).minus(cpu)
-	res, _ := h.caused(mark)
+	res, _ := h.caused(mark, f, start)
 	res.Current = spreadOf(sinceEach(start, done))
 	res.AgentCPUMs, res.APICPUMs, res.WallMs = ms(used.agents), ms(used.api), res.Current.Max
 	return res, nil
@@ -145,7 +149,7 @@ func (h *harness) guardRefresh(f *fleet) (guardResult, error) {
 	}
 	res := guardResult{WrittenInMs: ms(written[h.n-1].Sub(start))}
 	res.Verdict = spreadOf(verdicts)
-	cr, _ := h.caused(mark)
+	cr, _ := h.caused(mark, f, start)
 	res.Requests = cr.Requests
 	writesAfter, err := h.writesTotal(f)
 	if err != nil {
@@ -220,6 +224,8 @@ func (h *harness) tokenSecretRegenerated(f *fleet, old, name string) (changeResu
 	defer w.Stop()
 	f.files.drain()
 	mark := h.c.audit.mark()
+	h.ready.takeReasons()
+	deleted := time.Now()
 	if err := secrets.Delete(h.ctx, old, metav1.DeleteOptions{}); err != nil {
 		return changeResult{}, err
 	}
@@ -247,7 +253,7 @@ func (h *harness) tokenSecretRegenerated(f *fleet, old, name string) (changeResu
 		return changeResult{}, err
 	}
 	used := h.cpuNow(f).minus(cpu)
-	res, _ := h.caused(mark)
+	res, _ := h.caused(mark, f, deleted)
 	res.Current = spreadOf(sinceEach(populated, done))
 	res.AgentCPUMs, res.APICPUMs, res.WallMs = ms(used.agents), ms(used.api), res.Current.Max
 	return res, nil
@@ -310,7 +316,7 @@ func (h *harness) apiServerRestart(f *fleet, mtu int) (restartResult, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	res.WatchesBack = spreadOf(sinceEach(first, back))
-	cr, reqs := h.caused(mark)
+	cr, reqs := h.caused(mark, f, down)
 	res.Requests = cr.Requests
 	var relists []time.Duration
 	for _, r := range reqs {
@@ -349,4 +355,28 @@ func (h *harness) cpuNow(f *fleet) cpuUse {
 		u.api = api
 	}
 	return u
+}
+
+// eventReasons counts the events on the fleet's Nodes since a moment, by
+// reason.
+func (h *harness) eventReasons(f *fleet, since time.Time) map[string]int {
+	list, err := h.c.cp.Client.CoreV1().Events("default").List(h.ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	mine := map[string]bool{}
+	for _, n := range f.nodes {
+		mine[n.name] = true
+	}
+	out := map[string]int{}
+	for _, ev := range list.Items {
+		at := ev.LastTimestamp.Time
+		if ev.EventTime.After(at) {
+			at = ev.EventTime.Time
+		}
+		if mine[ev.InvolvedObject.Name] && !at.Before(since.Truncate(time.Second)) {
+			out[ev.Reason]++
+		}
+	}
+	return out
 }

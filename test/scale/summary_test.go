@@ -33,6 +33,15 @@ type changeResult struct {
 	NodeStatusWrites  int            `json:"nodeStatusWrites"`
 	EventsTotal       int            `json:"eventsTotal"`
 	EventsMaxPerAgent int            `json:"eventsMaxPerAgent"`
+	// Conditions counts the reasons Nodes' conditions changed to; Events
+	// the events on the Nodes by reason (an event repeated counts once).
+	Conditions map[string]int `json:"conditionChanges"`
+	Events     map[string]int `json:"eventReasons"`
+	// ConditionsAfter counts the Nodes by their condition's reason once the
+	// agents were quiet.
+	ConditionsAfter map[string]int `json:"conditionsAfter"`
+	// Rejected counts requests answered 401 (a rejected token), by anyone.
+	Rejected map[string]int `json:"rejected401"`
 	// CPU used from the change until every file was current: all agents
 	// together, and the API server, against the wall time (2 cores here).
 	AgentCPUMs float64 `json:"agentCPUMs"`
@@ -147,6 +156,8 @@ func (r *result) print(w io.Writer) {
 		row(what+": node file current", c.Current.String())
 		row(what+": requests, all nodes", formatCounts(c.Requests, 1))
 		row(what+": Node status writes / events (max per node)", fmt.Sprintf("%d / %d (%d)", c.NodeStatusWrites, c.EventsTotal, c.EventsMaxPerAgent))
+		row(what+": Node condition changes / event reasons", formatCounts(c.Conditions, 1)+" / "+formatCounts(c.Events, 1))
+		row(what+": Node conditions once quiet / requests answered 401", formatCounts(c.ConditionsAfter, 1)+" / "+formatCounts(c.Rejected, 1))
 		row(what+": CPU until all current: agents / API server, in wall", fmt.Sprintf("%.0f ms / %.0f ms in %.0f ms", c.AgentCPUMs, c.APICPUMs, c.WallMs))
 	}
 	change("ConfigMap change", r.ConfigMap)

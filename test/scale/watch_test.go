@@ -22,10 +22,35 @@ import (
 type readiness struct {
 	mu    sync.Mutex
 	ready map[string]time.Time
+	// reasons counts each node's condition reasons as they changed, for a
+	// window's report of what the nodes went through.
+	last    map[string]string
+	reasons map[string]int
+}
+
+// reasonsNow counts the fleet's Nodes by their condition's reason now.
+func (r *readiness) reasonsNow(f *fleet) map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, n := range f.nodes {
+		out[r.last[n.name]]++
+	}
+	return out
+}
+
+// takeReasons returns the condition reasons the Nodes went to since the
+// last call, and starts counting afresh.
+func (r *readiness) takeReasons() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.reasons
+	r.reasons = map[string]int{}
+	return out
 }
 
 func watchReadiness(ctx context.Context, client kubernetes.Interface) *readiness {
-	r := &readiness{ready: map[string]time.Time{}}
+	r := &readiness{ready: map[string]time.Time{}, last: map[string]string{}, reasons: map[string]int{}}
 	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "nodes", "", fields.Everything())
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{})
 	record := func(obj any) {
@@ -34,13 +59,20 @@ func watchReadiness(ctx context.Context, client kubernetes.Interface) *readiness
 			return
 		}
 		for _, c := range n.Status.Conditions {
-			if c.Type == "CalicoCNIConfigDrift" && c.Status == corev1.ConditionFalse && c.Reason == "InSync" {
-				r.mu.Lock()
+			if c.Type != "CalicoCNIConfigDrift" {
+				continue
+			}
+			r.mu.Lock()
+			if c.Status == corev1.ConditionFalse && c.Reason == "InSync" {
 				if _, seen := r.ready[n.Name]; !seen {
 					r.ready[n.Name] = time.Now()
 				}
-				r.mu.Unlock()
 			}
+			if prev, seen := r.last[n.Name]; seen && prev != c.Reason {
+				r.reasons[c.Reason]++
+			}
+			r.last[n.Name] = c.Reason
+			r.mu.Unlock()
 		}
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }})
