@@ -17,6 +17,8 @@ func TestAuditLogCountsEachRequestOnce(t *testing.T) {
 {"auditID":"3","stage":"ResponseComplete","verb":"watch","requestURI":"/api/v1/namespaces/calico-system/configmaps?watch=true","user":{"username":"system:serviceaccount:calico-cni-sync-scale:agent-1"},"objectRef":{"resource":"configmaps"},"responseStatus":{"code":500},"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}
 {"auditID":"4","stage":"ResponseComplete","verb":"create","requestURI":"/apis/authentication.k8s.io/v1/selfsubjectreviews","user":{"username":"system:serviceaccount:calico-system:calico-cni-plugin"},"objectRef":{"resource":"selfsubjectreviews"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}
 {"auditID":"5","stage":"ResponseComplete","verb":"get","requestURI":"/readyz?verbose","user":{"username":"controlplane-admin"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}
+{"auditID":"7","stage":"ResponseStarted","verb":"create","requestURI":"/apis/authentication.k8s.io/v1/selfsubjectreviews","user":{},"objectRef":{"resource":"selfsubjectreviews"},"responseStatus":{"code":401},"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}
+{"auditID":"8","stage":"ResponseStarted","verb":"get","requestURI":"/api/v1/nodes/n1","user":{"username":"controlplane-admin"},"objectRef":{"resource":"nodes"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}
 {"auditID":"6","stage":"ResponseComp`
 	path := filepath.Join(t.TempDir(), "audit.log")
 	if err := os.WriteFile(path, []byte(lines), 0o600); err != nil {
@@ -34,6 +36,7 @@ func TestAuditLogCountsEachRequestOnce(t *testing.T) {
 		{"watch configmaps", 1, true},
 		{"create selfsubjectreviews", -1, true},
 		{"get /readyz", -1, false},
+		{"create selfsubjectreviews", -1, false}, // a rejected token: anonymous
 	}
 	if len(reqs) != len(want) {
 		t.Fatalf("got %d requests %v, want %d", len(reqs), reqs, len(want))

@@ -75,7 +75,8 @@ type auditEvent struct {
 
 // auditLog follows the audit log file and keeps every request read so
 // far, each once: a watch when its response starts (or, if it never did,
-// when it completes), any other request when it completes.
+// when it completes), any other request when it completes (or, refused
+// authentication, when its 401 response starts).
 type auditLog struct {
 	path    string
 	mu      sync.Mutex
@@ -127,7 +128,10 @@ func (a *auditLog) parse(line []byte) (request, bool) {
 			delete(a.started, ev.AuditID)
 			return request{}, false
 		}
-	} else if ev.Stage != "ResponseComplete" && ev.Stage != "Panic" {
+	} else if ev.Stage != "ResponseComplete" && ev.Stage != "Panic" &&
+		(ev.Stage != "ResponseStarted" || ev.ResponseStatus == nil || ev.ResponseStatus.Code != 401) {
+		// A request whose authentication failed (a rejected token) is
+		// logged once, at ResponseStarted with code 401.
 		return request{}, false
 	}
 	req := request{ID: ev.AuditID, Verb: ev.Verb, User: ev.User.Username, At: ev.Received, Resource: resourceOf(ev.RequestURI)}
