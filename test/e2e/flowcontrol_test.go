@@ -44,7 +44,9 @@ func TestFlowControl(t *testing.T) {
 	if out, err := kubectl(ctx, admin, "apply", "--server-side", "-k", manifestsFlowControl); err != nil {
 		t.Fatalf("apply %s: %v\n%s", manifestsFlowControl, err, out)
 	}
-	t.Cleanup(func() { _, _ = kubectl(context.Background(), admin, "delete", "-k", manifestsFlowControl, "--wait=false") })
+	t.Cleanup(func() {
+		_, _ = kubectl(context.Background(), admin, "delete", "-k", manifestsFlowControl, "--wait=false")
+	})
 
 	fc := cp.Client.FlowcontrolV1()
 	fs, err := fc.FlowSchemas().Get(ctx, "calico-cni-sync-events", metav1.GetOptions{})
