@@ -17,6 +17,9 @@ type VerdictCache struct {
 	Check  func(ctx context.Context, token string) *bool
 	Period time.Duration
 	Now    func() time.Time
+	// Confirm is how long after a legacy token's first answer, a
+	// rejection, it is asked again (0: confirmRejection).
+	Confirm time.Duration
 
 	mu      gosync.Mutex
 	entries map[[32]byte]verdict
@@ -33,6 +36,10 @@ type verdict struct {
 
 // retryUnknown is how soon a token whose check failed is asked again.
 const retryUnknown = 30 * time.Second
+
+// confirmRejection is how long after a legacy token's first answer, a
+// rejection, it is asked again.
+const confirmRejection = time.Second
 
 func (c *VerdictCache) now() time.Time {
 	if c.Now != nil {
@@ -65,6 +72,9 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 	c.mu.Unlock()
 	for _, t := range due {
 		v := c.Check(ctx, t)
+		if v != nil && !*v && c.Known(t) == nil && legacyToken(t) {
+			v = c.confirm(ctx, t, v)
+		}
 		k := sha256.Sum256([]byte(t))
 		c.mu.Lock()
 		e := c.entries[k]
@@ -75,6 +85,35 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 		c.entries[k] = e
 		c.mu.Unlock()
 	}
+}
+
+// confirm asks about a legacy token once more before a first rejection is
+// believed. The API server authenticates a legacy Secret token against its
+// own cache of Secrets, and rejects it ("does not match server's copy") for
+// the moments before that cache has the Secret as the token controller
+// populated it; the agent, watching the same Secret, asks within them. Taken
+// at its word, the rejection would stand for a whole period.
+func (c *VerdictCache) confirm(ctx context.Context, token string, first *bool) *bool {
+	wait := c.Confirm
+	if wait == 0 {
+		wait = confirmRejection
+	}
+	select {
+	case <-time.After(wait):
+		if v := c.Check(ctx, token); v != nil {
+			return v
+		}
+	case <-ctx.Done():
+	}
+	return first
+}
+
+// legacyToken reports whether a token is a Secret's service-account token:
+// a JWT with no expiry. Bound tokens are checked against signing keys, not a
+// cache, and are never asked twice.
+func legacyToken(token string) bool {
+	c, ok := parseJWT(token)
+	return ok && c.Exp == nil
 }
 
 // Known is the last verdict known for a token, nil when none is.
