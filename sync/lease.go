@@ -48,9 +48,13 @@ func (l *Liveness) now() time.Time {
 	return time.Now()
 }
 
-// Due reports whether the Lease should be renewed now.
+// Due reports whether the Lease should be renewed now. A renewal runs a
+// little after the tick that called for it, by a delay that varies, so the
+// next tick can come a little less than a period after it: a renewal is due
+// up to a tenth of a period early, or every other tick would be skipped and
+// renewals would be two periods apart, when report calls the agent Stale.
 func (l *Liveness) Due() bool {
-	return l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period
+	return l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period-l.Period/10
 }
 
 // Renew creates or renews the Lease: one update of the object it last
