@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -30,7 +31,28 @@ const (
 	exitError = 2
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if percent, set := gcPercent(os.LookupEnv); set {
+		debug.SetGCPercent(percent)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// defaultGCPercent is the agent's GC target. Its live heap is about 3 MB;
+// at Go's default of 100 the heap grows to twice that between collections,
+// which was most of its anonymous memory (9 to 12 MiB an agent, measured
+// with 200 agents). On every node of a cluster, memory is worth more than
+// the little CPU the extra collections take: at 50, 8 to 9 MiB.
+const defaultGCPercent = 50
+
+// gcPercent is the GC target to set: defaultGCPercent unless GOGC is in the
+// environment, which the runtime has then applied already.
+func gcPercent(lookup func(string) (string, bool)) (int, bool) {
+	if _, ok := lookup("GOGC"); ok {
+		return 0, false
+	}
+	return defaultGCPercent, true
+}
 
 // run is the whole program but the process: args without the program name,
 // the exit code returned.

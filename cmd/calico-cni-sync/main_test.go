@@ -293,3 +293,15 @@ func TestStatesThroughTheCommand(t *testing.T) {
 		})
 	}
 }
+
+// The agent's GC target is 50 unless GOGC says otherwise.
+func TestGCPercent(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	if p, set := gcPercent(none); !set || p != 50 {
+		t.Errorf("without GOGC: %d, %t; want 50, true", p, set)
+	}
+	gogc := func(k string) (string, bool) { return "200", k == "GOGC" }
+	if _, set := gcPercent(gogc); set {
+		t.Error("GOGC in the environment was overridden")
+	}
+}
