@@ -16,7 +16,7 @@ CONTROL_PLANE := $(CP_BIN)/etcd $(CP_BIN)/kube-apiserver $(CP_BIN)/kube-controll
 # has a module of its own: its dependencies never move the control plane's.
 CRI_DEPS := test/tools/cri/go.mod test/tools/cri/go.sum
 
-.PHONY: help build image-binary control-plane test unit lint fuzz bench soak demo clean
+.PHONY: help build image-binary control-plane test unit lint fuzz bench bench-scale soak demo clean
 
 help:
 	@echo "make demo           run the whole story on a local control plane (no cluster needed)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint           golangci-lint $(GOLANGCI_LINT_VERSION)"
 	@echo "make fuzz           run each fuzz target briefly"
 	@echo "make bench          benchmarks against the local control plane"
+	@echo "make bench-scale    N real agents on one control plane, for N in $(SCALE_N)"
 	@echo "make soak           the soak test for $(SOAK) with the agent as it ships (make test runs 60 s of it)"
 	@echo "make build          bin/calico-cni-sync"
 	@echo "make image-binary   the static binary the Dockerfile builds"
@@ -75,6 +76,14 @@ fuzz:
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZEXECS)x
 	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzTraceEdits$$' -fuzztime $(FUZZEXECS)x
 	$(GO) test ./sync/installcni -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZMANIFESTEXECS)x -fuzzminimizetime 2s
+
+# Many real agents on one control plane (test/scale), one run per N: a table
+# per N (also in bench-scale.out) and scale-<N>.json. Run as root: each agent
+# gets a user id of its own (the kernel allows 128 inotify instances a user).
+# IDLE=10m measures idle at the default periods.
+SCALE_N ?= 50 100 200
+bench-scale: control-plane
+	set -o pipefail; for n in $(SCALE_N); do N=$$n SCALE_JSON=scale-$$n.json $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 30m ./test/scale/ || exit 1; done | tee bench-scale.out
 
 demo: build control-plane
 	@echo ">> running the demo (Ctrl-C tears everything down)"
