@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -155,29 +154,8 @@ func (a *agent) probe(path string) error {
 // given fragment.
 func (a *agent) metric(name string, labelParts ...string) float64 {
 	a.e.t.Helper()
-	resp, err := http.Get("http://" + a.addr + "/metrics")
+	sum, err := measure.Metric(http.DefaultClient, a.addr, name, labelParts...)
 	must(a.e.t, err)
-	defer func() { _ = resp.Body.Close() }()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, p := range labelParts {
-			ok = ok && strings.Contains(line, p)
-		}
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
 	a.e.t.Logf("%s%v = %v", name, labelParts, sum)
 	return sum
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -368,32 +369,16 @@ func BenchmarkOnce(b *testing.B) {
 	report(b, "once-current-node", current)
 }
 
-// rssKiB reads a process's resident set (VmRSS), and its anonymous part
-// (heap and stacks; the rest is the binary's pages mapped from disk).
+// rssKiB reads a process's resident set and its anonymous part, in KiB.
 func rssKiB(b *testing.B, pid int) (total, anon int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	total, anon, err := measure.Memory(pid)
 	must(b, err)
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			total = v
-		case "RssAnon:":
-			anon = v
-		}
-	}
 	return total, anon
 }
 
+// cpuTicks is a process's user and system CPU time in 10 ms ticks.
 func cpuTicks(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := measure.CPU(pid)
 	must(b, err)
-	f := strings.Fields(string(data)[strings.LastIndex(string(data), ")")+2:])
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
+	return int64(d / (10 * time.Millisecond))
 }

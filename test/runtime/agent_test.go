@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 )
 
 // agent is a calico-cni-sync agent running as a process.
@@ -115,25 +117,8 @@ func (a *agent) probe(path string) error {
 // fragment.
 func (a *agent) metric(name string, labelParts ...string) float64 {
 	a.e.t.Helper()
-	resp, err := http.Get("http://" + a.addr + "/metrics")
+	sum, err := measure.Metric(http.DefaultClient, a.addr, name, labelParts...)
 	must(a.e.t, err)
-	defer func() { _ = resp.Body.Close() }()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, p := range labelParts {
-			ok = ok && strings.Contains(line, p)
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); ok && err == nil {
-			sum += v
-		}
-	}
 	return sum
 }
 

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,13 +238,8 @@ func formatCounts(c map[string]int, per int) string {
 	if len(c) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if per <= 1 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, c[k]))
 		} else {

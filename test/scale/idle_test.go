@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 )
 
 // idlePeriods are the agents' periods for an idle window: the defaults
@@ -22,11 +24,11 @@ func (h *harness) apiServerSample() (int64, time.Duration, error) {
 	if err != nil || pid == 0 {
 		return 0, 0, fmt.Errorf("kube-apiserver pid: %v", err)
 	}
-	rss, _, err := procMemory(pid)
+	rss, _, err := measure.Memory(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	cpu, err := procCPU(pid)
+	cpu, err := measure.CPU(pid)
 	return rss, cpu, err
 }
 
@@ -59,7 +61,7 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 	endAnon := make([]int64, h.n)
 	for {
 		for i, n := range f.nodes {
-			r, a, err := procMemory(n.cmd.Process.Pid)
+			r, a, err := measure.Memory(n.cmd.Process.Pid)
 			if err != nil {
 				return fmt.Errorf("memory of %s: %w", n.name, err)
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -347,7 +348,7 @@ func (h *harness) cpuNow(f *fleet) cpuUse {
 	var u cpuUse
 	for _, n := range f.nodes {
 		if n.cmd != nil && n.cmd.Process != nil {
-			d, _ := procCPU(n.cmd.Process.Pid)
+			d, _ := measure.CPU(n.cmd.Process.Pid)
 			u.agents += d
 		}
 	}
