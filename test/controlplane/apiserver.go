@@ -142,12 +142,10 @@ func (c *ControlPlane) killAPIServer() error {
 		return fmt.Errorf("kill pid %d: %w", pid, err)
 	}
 	// envtest's goroutine reaps the process; wait until the pid is gone.
-	deadline := time.Now().Add(killTimeout)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d still alive %v after SIGKILL", pid, killTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+	err = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, killTimeout, true,
+		func(context.Context) (bool, error) { return !processAlive(pid), nil })
+	if err != nil {
+		return fmt.Errorf("pid %d still alive %v after SIGKILL", pid, killTimeout)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package scale
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // auditPolicy logs every request at level Metadata (who, what, when, the
@@ -180,17 +183,15 @@ func (a *auditLog) since(mark int, keep func(request) bool) []request {
 // or until limit, so that a window's count includes the requests its
 // change caused after the files were already current.
 func (a *auditLog) settle(mark int, keep func(request) bool, quiet, limit time.Duration) {
-	deadline := time.Now().Add(limit)
 	seen, since := -1, time.Now()
-	for time.Now().Before(deadline) {
+	// Past limit the window is counted as it is: a fleet that never goes
+	// quiet shows in the counts.
+	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, limit, true, func(context.Context) (bool, error) {
 		if n := len(a.since(mark, keep)); n != seen {
 			seen, since = n, time.Now()
 		}
-		if time.Since(since) >= quiet {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return time.Since(since) >= quiet, nil
+	})
 }
 
 // Who made a request: the agents (one ServiceAccount each, in

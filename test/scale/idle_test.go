@@ -38,9 +38,32 @@ func (h *harness) idleBaseline(window time.Duration) (rssKiB int64, cpuPct float
 	if err != nil {
 		return 0, 0, err
 	}
-	time.Sleep(window)
-	rss, cpu1, err := h.apiServerSample()
-	return rss, pct(cpu1-cpu0, window), err
+	start := time.Now()
+	var rss int64
+	var cpu1 time.Duration
+	err = sampleFor(window, 10*time.Second, func() (err error) {
+		rss, cpu1, err = h.apiServerSample()
+		return err
+	})
+	return rss, pct(cpu1-cpu0, time.Since(start)), err
+}
+
+// sampleFor calls sample at once, every period, and when the window ends.
+func sampleFor(window, every time.Duration, sample func() error) error {
+	end := time.NewTimer(window)
+	defer end.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if err := sample(); err != nil {
+			return err
+		}
+		select {
+		case <-tick.C:
+		case <-end.C:
+			return sample()
+		}
+	}
 }
 
 func pct(cpu, wall time.Duration) float64 { return 100 * float64(cpu) / float64(wall) }
@@ -59,7 +82,7 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 	anon := make([]int64, h.n)
 	endRSS := make([]int64, h.n)
 	endAnon := make([]int64, h.n)
-	for {
+	err = sampleFor(window, 10*time.Second, func() error {
 		for i, n := range f.nodes {
 			r, a, err := measure.Memory(n.cmd.Process.Pid)
 			if err != nil {
@@ -68,10 +91,10 @@ func (h *harness) idle(f *fleet, window, resync, check time.Duration, res *idleR
 			rss[i], anon[i] = max(rss[i], r), max(anon[i], a)
 			endRSS[i], endAnon[i] = r, a
 		}
-		if time.Since(start) >= window {
-			break
-		}
-		time.Sleep(min(10*time.Second, time.Until(start.Add(window))))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	elapsed := time.Since(start)
 	apiRSS, cpu1, err := h.apiServerSample()

@@ -15,6 +15,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 var mtuField = regexp.MustCompile(`"mtu":\s*\d+`)
@@ -128,11 +129,10 @@ func (h *harness) guardRefresh(f *fleet) (guardResult, error) {
 	written := make([]time.Time, h.n)
 	verdicts := make([]time.Duration, h.n)
 	next, pending := 0, h.n
-	deadline := start.Add(time.Minute)
-	for pending > 0 {
+	err = wait.PollUntilContextTimeout(h.ctx, 5*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		for next < h.n && !time.Now().Before(start.Add(time.Duration(next)*time.Second/time.Duration(h.n))) {
 			if err := os.WriteFile(filepath.Join(f.nodes[next].net, "calico-kubeconfig"), contents[next], 0o600); err != nil {
-				return guardResult{}, err
+				return false, err
 			}
 			written[next] = time.Now()
 			next++
@@ -143,10 +143,10 @@ func (h *harness) guardRefresh(f *fleet) (guardResult, error) {
 				pending--
 			}
 		}
-		if time.Now().After(deadline) {
-			return guardResult{}, fmt.Errorf("guard: %d of %d agents gave no verdict within a minute", pending, h.n)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return pending == 0, nil
+	})
+	if err != nil {
+		return guardResult{}, fmt.Errorf("guard: %d of %d agents gave no verdict within a minute: %w", pending, h.n, err)
 	}
 	res := guardResult{WrittenInMs: ms(written[h.n-1].Sub(start))}
 	res.Verdict = spreadOf(verdicts)
@@ -284,12 +284,12 @@ func (h *harness) apiServerRestart(f *fleet, mtu int) (restartResult, error) {
 	res.Converged = spreadOf(sinceEach(changed, done))
 	// Every agent has re-opened as many watches as it opened at start-up.
 	back := make([]time.Time, h.n)
-	deadline := time.Now().Add(2 * time.Minute)
 	var first time.Time
-	for {
+	missing := 0
+	err = wait.PollUntilContextTimeout(h.ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 		reqs := h.c.audit.since(mark, nil)
 		seen := make([]int, h.n)
-		missing := 0
+		missing = 0
 		for _, r := range reqs {
 			if !r.At.After(down) {
 				continue
@@ -308,13 +308,10 @@ func (h *harness) apiServerRestart(f *fleet, mtu int) (restartResult, error) {
 				missing++
 			}
 		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return restartResult{}, fmt.Errorf("restart: %d agents have not re-opened their watches", missing)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return missing == 0, nil
+	})
+	if err != nil {
+		return restartResult{}, fmt.Errorf("restart: %d agents have not re-opened their watches: %w", missing, err)
 	}
 	res.WatchesBack = spreadOf(sinceEach(first, back))
 	cr, reqs := h.caused(mark, f, down)

@@ -11,6 +11,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -83,10 +84,11 @@ func watchReadiness(ctx context.Context, client kubernetes.Interface) *readiness
 
 // wait returns each node's ready time once all are ready.
 func (r *readiness) wait(ctx context.Context, nodes []*node, timeout time.Duration) ([]time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		out := make([]time.Time, len(nodes))
-		missing := 0
+	var out []time.Time
+	missing := 0
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		out = make([]time.Time, len(nodes))
+		missing = 0
 		r.mu.Lock()
 		for i, n := range nodes {
 			if out[i] = r.ready[n.name]; out[i].IsZero() {
@@ -95,18 +97,19 @@ func (r *readiness) wait(ctx context.Context, nodes []*node, timeout time.Durati
 		}
 		r.mu.Unlock()
 		if missing == 0 {
-			return out, nil
+			return true, nil
 		}
 		for _, n := range nodes {
 			if err := n.exited(); err != nil {
-				return nil, err
+				return false, err
 			}
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("%d of %d agents not ready within %v", missing, len(nodes), timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false, nil
+	})
+	if wait.Interrupted(err) {
+		return nil, fmt.Errorf("%d of %d agents not ready within %v", missing, len(nodes), timeout)
 	}
+	return out, err
 }
 
 // fileWatch watches every node's CNI directory, so that the time a node's
