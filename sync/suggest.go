@@ -35,7 +35,7 @@ func (r *Reconciler) Suggest(ctx context.Context, rep *Report, want *cniconf.Des
 		res, err := suggest.For(suggest.Request{
 			Kind: f.Kind, Template: in.Template, Desired: f.Content, Disk: disk, Changed: st.ChangedPaths,
 			Chained: r.Dir.Chained(), Origins: in.Origins, DaemonSet: in.Source.DaemonSet, Container: in.Source.Container,
-			Operator: in.Source.Operator,
+			Operator: in.Source.Operator, Tokens: append(r.Dir.TokensOnDisk(want), want.Token),
 		})
 		if err != nil {
 			return fmt.Errorf("suggest a lasting change for %s: %w", st.Path, err)

@@ -51,6 +51,9 @@ type Request struct {
 	// Operator: the tigera operator renders the DaemonSet and its
 	// cni-config from the Installation.
 	Operator bool
+	// Tokens are the tokens known to the caller (the source's, those on
+	// disk): no suggestion may carry one, nor anything shaped like a JWT.
+	Tokens []string
 }
 
 // Result is the suggestions for one file and the inputs they would give
@@ -90,8 +93,23 @@ func Untokened(edits []cniconf.TracedEdit) []string {
 func For(req Request) (*Result, error) {
 	res := &Result{Env: map[string]string{}}
 	out, err := suggestions(req, res)
+	for i, s := range out {
+		if carriesToken(s, req.Tokens) {
+			out[i] = none(s.Path, "the edit puts a token into the file, and a token is no template value: the template names it __SERVICEACCOUNT_TOKEN__ and the token policy keeps it current")
+		}
+	}
 	res.Suggestions = out
 	return res, err
+}
+
+// carriesToken reports whether a suggestion would print a token.
+func carriesToken(s cniconf.Suggestion, tokens []string) bool {
+	for _, f := range []string{s.Value, s.Command, s.Reason} {
+		if cniconf.Redact(f, tokens...) != f {
+			return true
+		}
+	}
+	return false
 }
 
 func suggestions(req Request, res *Result) ([]cniconf.Suggestion, error) {

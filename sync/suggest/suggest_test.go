@@ -178,3 +178,30 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// A hand edit that writes a token into the conf outside its placeholder
+// (here: "Bearer " removed) is no lasting change, and nothing printed
+// carries the token.
+func TestForKeepsTokensOut(t *testing.T) {
+	token := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJl"
+	tmpl := `{"name":"k","cniVersion":"0.1.0","type":"calico","policy":{"type":"k8s","k8s_auth_token":"Bearer __SERVICEACCOUNT_TOKEN__"}}`
+	desired := strings.Replace(tmpl, "__SERVICEACCOUNT_TOKEN__", token, 1)
+	disk := strings.Replace(desired, "Bearer "+token, token, 1)
+	for _, tokens := range [][]string{{token}, nil} { // known, and only JWT-shaped
+		res, err := For(Request{Kind: cniconf.KindConf, Template: tmpl, Desired: []byte(desired), Disk: []byte(disk),
+			Changed: []string{"policy.k8s_auth_token"}, DaemonSet: "kube-system/calico-node", Container: "install-cni",
+			Origins: map[string]installcni.Origin{TemplateVar: {Kind: installcni.OriginConfigMapKey, ConfigMap: "kube-system/calico-config", Key: "cni_network_config"}},
+			Tokens:  tokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Suggestions) != 1 || res.Suggestions[0].Kind != KindNone {
+			t.Errorf("tokens %v: %+v", tokens, res.Suggestions)
+		}
+		for _, s := range res.Suggestions {
+			if strings.Contains(s.Value+s.Command+s.Reason, token) {
+				t.Errorf("a suggestion carries the token: %+v", s)
+			}
+		}
+	}
+}
