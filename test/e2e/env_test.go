@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
 )
 
@@ -48,15 +49,8 @@ func TestMain(m *testing.M) {
 		// Tests run the agent under the race detector; benchmarks measure
 		// the binary as it ships (static, as the Dockerfile builds it).
 		flag.Parse()
-		args, env := []string{"build", "-race", "-o", binary, "../../cmd/calico-cni-sync"}, os.Environ()
-		if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-			args = []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", binary, "../../cmd/calico-cni-sync"}
-			env = append(env, "CGO_ENABLED=0")
-		}
-		build := exec.Command("go", args...)
-		build.Env = env
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build calico-cni-sync: %v\n%s", err, out)
+		if err := agentbin.ForThisRun(binary); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		cp, err = controlplane.Start(ctx, controlplane.Options{})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 )
 
 // procSample is the agent process at one moment.
@@ -190,11 +191,7 @@ func (s procStat) String() string {
 func useShippedBinary(t *testing.T) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "calico-cni-sync")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "../../cmd/calico-cni-sync")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build calico-cni-sync: %v\n%s", err, out)
-	}
+	must(t, agentbin.Shipped(path))
 	raceBinary := binary
 	binary = path
 	t.Cleanup(func() { binary = raceBinary })

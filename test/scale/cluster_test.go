@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
 )
 
@@ -29,10 +30,8 @@ func fixture(name string) string { return filepath.Join("..", "testdata", "fixtu
 // buildAgent builds the agent as the Dockerfile does.
 func buildAgent(dir string) (string, error) {
 	bin := filepath.Join(dir, "calico-cni-sync")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/calico-cni-sync")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build calico-cni-sync: %v\n%s", err, out)
+	if err := agentbin.Shipped(bin); err != nil {
+		return "", err
 	}
 	return bin, os.Chmod(bin, 0o755)
 }
