@@ -31,15 +31,20 @@ func readme(t *testing.T) string {
 }
 
 // TestQuickStart runs the quick start as written, from the repository's
-// root, in a shell that stops at the first failing command.
+// root, in a POSIX shell (sh: dash on Debian) that stops at the first
+// failing command, and checks it leaves no scratch directory behind.
 func TestQuickStart(t *testing.T) {
 	script := block(t, readme(t), "quickstart")
-	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	tmp := t.TempDir()
+	cmd := exec.Command("sh", "-eu", "-c", script)
 	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("quick start failed: %v\n%s", err, out)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) > 0 {
+		t.Errorf("the quick start left %v behind in TMPDIR (%v)", left, err)
 	}
 	for _, want := range []string{"Drifted", "plugins.0.mtu", "drift exit 1", "restored", "10-calico.conflist."} {
 		if !strings.Contains(string(out), want) {
@@ -87,7 +92,7 @@ func TestImageCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "image: registry.example.com/calico-cni-sync:v0.3.0") {
+	if !strings.Contains(string(b), "image: registry.example.com/calico-cni-sync:v0.4.0") {
 		t.Fatalf("the rendered DaemonSet does not run the pushed image:\n%s", b)
 	}
 }
