@@ -109,6 +109,19 @@ func (c *cluster) run(t *testing.T, script string) string {
 	return string(out)
 }
 
+// findPod is the start of the repair block, which finds the agent's pod
+// (POD) and runs nothing in it: the later blocks use POD as a reader's shell
+// still has it.
+func findPod(t *testing.T, text string) string {
+	t.Helper()
+	repair := block(t, text, "repair")
+	i := strings.Index(repair, "kubectl -n kube-system exec")
+	if i < 0 || !strings.HasPrefix(repair, "POD=") {
+		t.Fatalf("the repair block no longer starts by finding POD:\n%s", repair)
+	}
+	return repair[:i]
+}
+
 // buildAgent builds bin/calico-cni-sync as the quick start does.
 func buildAgent(t *testing.T, root string) {
 	t.Helper()
@@ -171,7 +184,7 @@ func TestRepair(t *testing.T) {
 	if !strings.Contains(out, "TokenRejected") {
 		t.Errorf("the condition command does not show the condition:\n%s", out)
 	}
-	out = c.run(t, block(t, text, "repair"))
+	out = c.run(t, block(t, text, "condition")+block(t, text, "repair"))
 	for _, want := range []string{"Missing", "exit 1", "now InSync (written)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("repair output lacks %q:\n%s", want, out)
@@ -198,7 +211,7 @@ func TestRepair(t *testing.T) {
 	if err := os.WriteFile(kubeconfigPath, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out = c.run(t, "POD=pod/calico-cni-sync-x7k2p\n"+block(t, text, "repair-token"))
+	out = c.run(t, block(t, text, "condition")+findPod(t, text)+block(t, text, "repair-token"))
 	after, err := os.ReadFile(kubeconfigPath)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +226,7 @@ func TestRepair(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out = c.run(t, "NODE=node-1 POD=pod/calico-cni-sync-x7k2p\n"+block(t, text, "offline"))
+	out = c.run(t, block(t, text, "condition")+findPod(t, text)+block(t, text, "offline"))
 	if !strings.Contains(out, "now InSync (written)") {
 		t.Errorf("the offline repair wrote nothing:\n%s", out)
 	}
