@@ -290,6 +290,12 @@ func TestUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The RBAC for report, granted and the fix binding taken back.
+	c.run(t, block(t, text, "report-rbac"))
+	if _, err := client.RbacV1().ClusterRoleBindings().Get(ctx, "calico-cni-sync-report-fix", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the report-rbac commands left the fix binding: %v", err)
+	}
+
 	c.run(t, block(t, text, "uninstall"))
 
 	if _, err := client.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-cni-sync", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -298,6 +304,9 @@ func TestUninstall(t *testing.T) {
 	leases, err := client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().ClusterRoles().Get(ctx, "calico-cni-sync-report", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the uninstall left report's ClusterRole: %v", err)
 	}
 	other := false
 	for _, l := range leases.Items {
