@@ -1,11 +1,13 @@
 # syntax=docker/dockerfile:1
-# calico-cni-sync: a static binary on a minimal root image.
+# calico-cni-sync: the static binary as the only layer on an empty base. This
+# is the image `make image` writes as an archive without an engine (same
+# build flags, user, entrypoint and labels; test/realnode checks that the two
+# agree). With an engine:
 #
-#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) \
-#     --build-arg REVISION=$(git rev-parse HEAD) -t calico-cni-sync .
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=$(cat VERSION) --build-arg REVISION=$(git rev-parse HEAD) \
+#     -t calico-cni-sync:$(cat VERSION) .
 #
-# The build stage runs the same command as `make image-binary`
-# (CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)').
 # .git is not in the build context, so the revision comes as an argument.
 
 # The Go release of go.mod's `go` line. It runs on the build host and
@@ -16,20 +18,26 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+ARG VERSION
 ARG REVISION=
 ARG TARGETOS
 ARG TARGETARCH
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" -o /out/calico-cni-sync ./cmd/calico-cni-sync
 
-# distroless/static: no shell, no package manager, CA certificates and
-# /etc/passwd only. Not the :nonroot variant: the agent runs as uid 0 because
-# /etc/cni/net.d and the files in it belong to root and only their owner may
-# replace them (the DaemonSet drops every capability, so uid 0 gains nothing
-# beyond that ownership). Pin a digest when you publish.
-FROM gcr.io/distroless/static-debian12
+# No base: the binary needs no libc, shell, CA bundle or passwd file (the
+# API server's CA comes with the service-account token). The image runs as
+# an unprivileged user by default; the DaemonSet sets uid 0 itself, with every
+# capability dropped, because only the owner of /etc/cni/net.d's files (root)
+# may replace them.
+FROM scratch
+ARG VERSION
+ARG REVISION=
 COPY --from=build /out/calico-cni-sync /calico-cni-sync
-USER 0:0
+USER 65532:65532
+LABEL org.opencontainers.image.title=calico-cni-sync \
+      org.opencontainers.image.version=${VERSION} \
+      org.opencontainers.image.revision=${REVISION} \
+      org.opencontainers.image.licenses=Apache-2.0
 EXPOSE 9645
 ENTRYPOINT ["/calico-cni-sync"]
