@@ -33,6 +33,10 @@ type Options struct {
 	// value, e.g. "audit-log-path"), set after the defaults and kept across
 	// API server restarts. Nil adds none.
 	APIServerFlags map[string]string
+	// Nodes prepares the control plane for real kubelets: the admission
+	// plugins and controllers DaemonSets and pod tokens need, kube-scheduler,
+	// and a serving certificate valid for the `kubernetes` Service (ServiceIP).
+	Nodes bool
 }
 
 // ControlPlane is a running etcd + kube-apiserver + kube-controller-manager.
@@ -61,6 +65,8 @@ type ControlPlane struct {
 	apiRunning bool // a kube-apiserver process may exist
 	keys       saKeys
 	kcm        *process
+	scheduler  *process // with Options.Nodes
+	nodes      bool     // Options.Nodes
 	stopped    bool
 	apiFlags   map[string]string // Options.APIServerFlags
 }
@@ -97,7 +103,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
-	c := &ControlPlane{logf: opts.Logf, binDir: binDir, dir: dir, apiFlags: opts.APIServerFlags}
+	c := &ControlPlane{logf: opts.Logf, binDir: binDir, dir: dir, apiFlags: opts.APIServerFlags, nodes: opts.Nodes}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
@@ -119,6 +125,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 	c.logf("controlplane: kube-apiserver ready on %s after %v", c.host, time.Since(begin).Round(time.Millisecond))
 	if err := c.startKCM(ctx); err != nil {
 		return nil, err
+	}
+	if c.nodes {
+		if err := c.startScheduler(); err != nil {
+			return nil, err
+		}
 	}
 	c.logf("controlplane: started in %v (state in %s)", time.Since(begin).Round(time.Millisecond), dir)
 	return c, nil
@@ -153,6 +164,14 @@ func (c *ControlPlane) startEtcdAndAPIServer() error {
 	args.Set("authorization-mode", "Node,RBAC")
 	args.Set("service-account-issuer", serviceAccountIssuer)
 	c.keys.configure(args)
+	if c.nodes {
+		if err := c.configureNodes(args, certDir); err != nil {
+			return err
+		}
+		// envtest makes no serving certificate when one is there, and
+		// connects its users with this CA.
+		api.CA = c.CAData()
+	}
 	for name, value := range c.apiFlags {
 		args.Set(name, value)
 	}
@@ -176,7 +195,9 @@ func (c *ControlPlane) startEtcdAndAPIServer() error {
 	}
 
 	c.host = net.JoinHostPort(api.Address, api.Port)
-	c.caData = append([]byte(nil), api.CA...)
+	if !c.nodes {
+		c.caData = append([]byte(nil), api.CA...)
+	}
 	c.caFile = filepath.Join(c.dir, "apiserver-ca.crt")
 	if err := os.WriteFile(c.caFile, c.caData, 0o600); err != nil {
 		return fmt.Errorf("write CA file: %w", err)
@@ -188,6 +209,7 @@ func (c *ControlPlane) startEtcdAndAPIServer() error {
 	}
 	c.Config = rest.CopyConfig(admin.Config())
 	c.Config.Host = "https://" + c.host
+	c.Config.CAData = c.CAData()
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return fmt.Errorf("create admin client: %w", err)
 	}
@@ -220,6 +242,9 @@ func (c *ControlPlane) Stop() error {
 	c.stopped = true
 	begin := time.Now()
 	var errs []error
+	if err := c.scheduler.kill(); err != nil {
+		errs = append(errs, fmt.Errorf("stop kube-scheduler: %w", err))
+	}
 	if c.kcm != nil {
 		if err := c.kcm.kill(); err != nil {
 			errs = append(errs, fmt.Errorf("stop kube-controller-manager: %w", err))

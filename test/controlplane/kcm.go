@@ -80,9 +80,13 @@ func (p *process) kill() error {
 // controllers and the current signing key, and waits until it populates a
 // probe token Secret whose token the API server accepts.
 func (c *ControlPlane) startKCM(ctx context.Context) error {
+	controllers := "serviceaccount-token,serviceaccount"
+	if c.nodes {
+		controllers += "," + nodeControllers
+	}
 	args := []string{
 		"--kubeconfig=" + c.kubecfg,
-		"--controllers=serviceaccount-token,serviceaccount",
+		"--controllers=" + controllers,
 		"--service-account-private-key-file=" + c.keys.private,
 		"--root-ca-file=" + c.caFile,
 		"--leader-elect=false",
