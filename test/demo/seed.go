@@ -22,6 +22,10 @@ import (
 const ns, node = "kube-system", "demo-node"
 
 // seedStory tells the seed's story, and stops its agent at the end.
+// linuxNode is the label the kubelet puts on a Linux node, which report
+// selects by default (the agent's DaemonSet runs only there).
+var linuxNode = map[string]string{"kubernetes.io/os": "linux"}
+
 func seedStory(ctx context.Context, e *env) error {
 	c := e.c
 	step("Applying the seed-era calico-config (%s): a single-plugin 10-calico.conf with the token inside", filepath.Base(e.o.fixture))
@@ -36,7 +40,7 @@ func seedStory(ctx context.Context, e *env) error {
 	if _, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &cm, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: linuxNode}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{}); err != nil {
@@ -107,6 +111,9 @@ func seedStory(ctx context.Context, e *env) error {
 	report := exec.CommandContext(ctx, e.o.binary, "report", "--kubeconfig", e.kubeconfig)
 	out, _ := report.CombinedOutput()
 	fmt.Print(indent(cniconf.Redact(string(out))))
+	if !strings.Contains(string(out), node) {
+		return fmt.Errorf("report does not list node %s", node)
+	}
 	fmt.Println("\nThe edit is kept (--on-drift=report) and the cluster knows about it before a restart throws it away.")
 	return nil
 }

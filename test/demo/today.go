@@ -50,7 +50,7 @@ func todayStory(ctx context.Context, e *env) error {
 	fmt.Printf("   for this machine, the DaemonSet's cni-net-dir hostPath %s -> %s\n", fixtureCNIDir, netDir)
 	fmt.Printf("   and its literal KUBERNETES_SERVICE_HOST/PORT %s:%s -> %s (nothing here dials a non-loopback address)\n",
 		fixtureServiceHost, fixtureServicePort, e.cp.Host())
-	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: operatorNode}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: operatorNode, Labels: linuxNode}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	fmt.Printf("   Node %s created; no kubelet runs here, so it has no calico-node pod and the DaemonSet's template is what a restart would run\n", operatorNode)
@@ -185,6 +185,9 @@ func todayStory(ctx context.Context, e *env) error {
 	fmt.Println("   calico-cni-sync report (the seed's node keeps its hand edit):")
 	out, _ := exec.CommandContext(ctx, e.o.binary, "report", "--kubeconfig", e.kubeconfig).CombinedOutput()
 	fmt.Print(indent(cniconf.Redact(string(out))))
+	if !strings.Contains(string(out), operatorNode) {
+		return fmt.Errorf("report does not list node %s", operatorNode)
+	}
 	fmt.Println("\ncalico-node's healthy refreshes were never overwritten; the token it left rejected was replaced, with an event saying why, and no restart of calico-node.")
 	return nil
 }

@@ -72,7 +72,8 @@ func (a ociArchive) blob(t *testing.T, digest string, into any) []byte {
 // the real-node tests deploy) and checks it is the image the Dockerfile
 // describes and the manifests run: one static binary for each platform,
 // the same build flags, user, entrypoint and labels, tagged with the
-// version in VERSION, which the manifests' image tag names too.
+// version in VERSION, which the manifests' image tag, the README, the
+// CHANGELOG and the binary's version command name too.
 func TestImageAgreesWithDockerfile(t *testing.T) {
 	repo, err := repoRoot()
 	if err != nil {
@@ -94,6 +95,27 @@ func TestImageAgreesWithDockerfile(t *testing.T) {
 	}
 	if !strings.Contains(string(kust), "newName: calico-cni-sync\n") || !strings.Contains(string(kust), "newTag: "+version+"\n") {
 		t.Errorf("manifests/base/kustomization.yaml does not run calico-cni-sync:%s", version)
+	}
+
+	// The README and the CHANGELOG name the same release.
+	for _, doc := range []string{"README.md", "CHANGELOG.md"} {
+		b, err := os.ReadFile(filepath.Join(repo, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := regexp.MustCompile(`calico-cni-sync[:-](v\d+\.\d+\.\d+)`).FindAllStringSubmatch(string(b), -1)
+		if len(named) == 0 {
+			t.Errorf("%s names no image or archive version", doc)
+		}
+		for _, m := range named {
+			if m[1] != version {
+				t.Errorf("%s names %s; VERSION is %s", doc, m[0], version)
+			}
+		}
+	}
+	changelog, _ := os.ReadFile(filepath.Join(repo, "CHANGELOG.md"))
+	if !strings.Contains(string(changelog), "## ["+strings.TrimPrefix(version, "v")+"]") {
+		t.Errorf("CHANGELOG.md has no section for %s", version)
 	}
 
 	// The Dockerfile and make image build the same way.
@@ -218,6 +240,11 @@ func TestImageAgreesWithDockerfile(t *testing.T) {
 		if strings.Join(names, ",") != "calico-cni-sync" {
 			t.Errorf("%s: the layer holds %v, want the binary alone", arch, names)
 		}
+	}
+	// The binary make image built reports the same version.
+	out, err := exec.Command(filepath.Join(repo, "bin", "image", "linux-"+goarch(), "calico-cni-sync"), "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "calico-cni-sync "+version+" (revision "+firstRev+")") {
+		t.Errorf("version printed %q (%v), want %s at %s", out, err, version, firstRev)
 	}
 	if !seen["linux/amd64"] || !seen["linux/arm64"] {
 		t.Errorf("the image's platforms are %v, want linux/amd64 and linux/arm64", seen)
