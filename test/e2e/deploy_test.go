@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,6 +138,18 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 		{"request a token for kube-system/calico-cni-sync", tokenFor(sa, "kube-system", "calico-cni-sync")},
 		{"request a token for kube-system/calico-node", tokenFor(sa, "kube-system", "calico-node")},
 		{"request a token for default/default", tokenFor(sa, "default", "default")},
+	}
+}
+
+// updateLease is a dry-run update of a kube-system Lease, as the agent's
+// renewal is.
+func updateLease(sa kubernetes.Interface, name string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		lease, err := cp.Client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return errOf(sa.CoordinationV1().Leases("kube-system").Update(ctx, lease, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}))
 	}
 }
 
@@ -272,7 +285,25 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 	if err := getDaemonSet(sa, "calico-system")(e.ctx); !apierrors.IsNotFound(err) {
 		t.Errorf("get DaemonSet calico-system/calico-node: want NotFound, got %v", err)
 	}
+	// The Lease grant covers kube-system's Leases (RBAC cannot name one not
+	// yet created); the lease guard policy keeps the agent to its own.
+	e.eventually(30*time.Second, "the agent's Lease", func() error {
+		return errOf(cp.Client.CoordinationV1().Leases("kube-system").Get(e.ctx, "calico-cni-sync-"+e.node, metav1.GetOptions{}))
+	})
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system"}}
+		if _, err := cp.Client.CoordinationV1().Leases("kube-system").Create(e.ctx, lease, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	expectAllowed(t, e.ctx, request{"update its own Lease", updateLease(sa, "calico-cni-sync-"+e.node)})
 	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"update Lease kube-system/kube-controller-manager", updateLease(sa, "kube-controller-manager")},
+		request{"update Lease kube-system/kube-scheduler", updateLease(sa, "kube-scheduler")},
+		request{"create a Lease kube-system/x", func(ctx context.Context) error {
+			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "kube-system"}}
+			return errOf(sa.CoordinationV1().Leases("kube-system").Create(ctx, lease, dryRun))
+		}},
 		request{"get the token Secret", getSecret(sa, pinnedSecret)},
 		request{"list Secrets in kube-system", listSecrets(sa, "")},
 		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
