@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -163,6 +165,12 @@ func seedStory(t *testing.T, inst install) {
 	if !projected {
 		t.Error("the agent's pod has no projected service-account token")
 	}
+	// Its Lease, written with its Pod-bound token, which names the node:
+	// the manifests' lease guard lets it write that Lease and no other.
+	c.waitFor("the agent's Lease", time.Minute, func(ctx context.Context) (bool, error) {
+		l, err := c.cp.Client.CoordinationV1().Leases(agentNS).Get(ctx, "calico-cni-sync-"+Name, metav1.GetOptions{})
+		return err == nil && l.Spec.RenewTime != nil, err
+	})
 	c.waitFor("node Ready", time.Minute, func(ctx context.Context) (bool, error) { return c.node.Ready(ctx) })
 	c.waitCondition("InSync", time.Minute)
 	c.checkFiles(inst)
@@ -233,11 +241,43 @@ func (c *cluster) checkFiles(inst install) {
 			t.Errorf("%s holds the token and has mode %v", inst.conf, fi.Mode().Perm())
 		}
 	}
+	// Byte for byte what install-cni would write for this node now, as
+	// render (golden-tested against install-cni) computes it from the same
+	// cluster, with the address the kubelet gives pods.
+	render := exec.CommandContext(c.ctx, c.agentBinary(), "render", "-o", "json", "--kubeconfig", c.cp.AdminKubeconfig(), "--node-name", Name)
+	render.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST="+controlplane.ServiceIP, "KUBERNETES_SERVICE_PORT=443")
+	out, err := render.Output()
+	if err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	want, ok := renderedFile(string(out), filepath.Join(CNIDir, inst.conf))
+	if !ok {
+		t.Fatalf("render printed no %s:\n%s", inst.conf, out)
+	}
+	if got := cniconf.Redact(string(conf)); got != want {
+		t.Errorf("%s is not what install-cni would write:\n got: %s\nwant: %s", inst.conf, got, want)
+	}
 	subject := tokenSubject(t, inst)
 	ns, name, _ := strings.Cut(inst.account, "/")
 	if want := "system:serviceaccount:" + ns + ":" + name; subject != want {
 		t.Errorf("the CNI token's subject is %s, want %s", subject, want)
 	}
+}
+
+// renderedFile is the content render -o json gave for path.
+func renderedFile(out, path string) (string, bool) {
+	var doc struct {
+		Files []struct{ Path, Content string }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return "", false
+	}
+	for _, f := range doc.Files {
+		if f.Path == path {
+			return f.Content, true
+		}
+	}
+	return "", false
 }
 
 // tokenSubject is the sub claim of the token the plugin will use.
