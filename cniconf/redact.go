@@ -21,14 +21,35 @@ func RedactedToken(token string) string {
 // (in a file it reads, in an error from the API) are hidden too.
 var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+`)
 
-// Redact hides the given tokens and anything shaped like a JWT.
+// tokenFields match the values of the fields that hold a token in the files
+// the agent manages, whatever the value looks like and whether or not the
+// file around them parses: a conf's "k8s_auth_token" and a kubeconfig's
+// token (legacy tokens and hand-written ones need not be JWTs, and a corrupt
+// file gives no parse to find them by).
+var tokenFields = []*regexp.Regexp{
+	regexp.MustCompile(`("k8s_auth_token"\s*:\s*")((?:[^"\\]|\\.)+)`),
+	regexp.MustCompile(`(?m)(^[ \t]*(?:-[ \t]+)?token:[ \t]*"?)([^"\s]+)`),
+}
+
+// Redact hides the given tokens, the values of token fields, and anything
+// shaped like a JWT.
 func Redact(s string, tokens ...string) string {
 	for _, t := range tokens {
 		if len(t) >= 8 {
 			s = strings.ReplaceAll(s, t, RedactedToken(t))
 		}
 	}
-	return jwtPattern.ReplaceAllStringFunc(s, RedactedToken)
+	s = jwtPattern.ReplaceAllStringFunc(s, RedactedToken)
+	for _, re := range tokenFields {
+		s = re.ReplaceAllStringFunc(s, func(m string) string {
+			sub := re.FindStringSubmatch(m)
+			if strings.HasPrefix(sub[2], "<token") { // already redacted
+				return m
+			}
+			return sub[1] + RedactedToken(sub[2])
+		})
+	}
+	return s
 }
 
 // maxDiffBytes bounds what is diffed. A CNI config is a few KiB; a file far
