@@ -113,6 +113,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "quote in a value", template: v26, env: map[string]string{"KUBERNETES_SERVICE_HOST": `10.0.0.1"`}, wantErr: `env KUBERNETES_SERVICE_HOST value "10.0.0.1\"" for __KUBERNETES_SERVICE_HOST__ contains '"'`},
 		{name: "newline in a value", template: v332, env: map[string]string{"CNI_MTU": "1500\n"}, wantErr: "CNI_MTU"},
 		{name: "backslash in the token", template: v26, token: `abc\def-0123456789`, wantErr: "the service-account token for __SERVICEACCOUNT_TOKEN__ contains"},
+		{name: "token not UTF-8, in the conf", template: v26, token: "abc\xff\xfedef-0123456789", wantErr: "the service-account token for __SERVICEACCOUNT_TOKEN__ is not valid UTF-8"},
+		{name: "token not UTF-8, in the kubeconfig", template: v332, token: "abc\xff\xfedef-0123456789", wantErr: "the service-account token for the calico-kubeconfig's token is not valid UTF-8"},
 		{name: "MTU not a number", template: v332, env: map[string]string{"CNI_MTU": "abc"}, wantErr: `env CNI_MTU value "abc" for __CNI_MTU__ is not a number`},
 		{name: "MTU set empty", template: v332, env: map[string]string{"CNI_MTU": ""}, wantErr: `env CNI_MTU value "" for __CNI_MTU__ is not a number`},
 		{name: "unfilled manifest placeholder", template: fixtureData(t, "calico-config-v3.28-etcd.yaml")["cni_network_config"],

@@ -198,7 +198,7 @@ func (in *Inputs) DesiredKubeconfig() (Kubeconfig, error) {
 	if in.Token == "" {
 		return Kubeconfig{}, errors.New("the calico-kubeconfig needs a token but none is available")
 	}
-	if err := checkValue(substitution{placeholder: "token", value: in.Token, source: "the service-account token", secret: true}); err != nil {
+	if err := checkValue(substitution{placeholder: "the calico-kubeconfig's token", value: in.Token, source: in.tokenFrom(), secret: true}); err != nil {
 		return Kubeconfig{}, err
 	}
 	k := Kubeconfig{Server: server, Token: in.Token}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // TokenPlaceholder is where a template wants the service-account token.
@@ -39,6 +40,9 @@ type Inputs struct {
 	VethMTU, EtcdEndpoints string
 	// Token is the current service-account token.
 	Token string
+	// TokenFrom names where Token came from in errors (for example "token
+	// file /run/token"); empty, "the service-account token".
+	TokenFrom string
 	// CA is the PEM the kubeconfig trusts; empty needs SKIP_TLS_VERIFY=true.
 	CA []byte
 	// FileExists reports whether a path exists; nil means os.Stat.
@@ -129,7 +133,7 @@ func (in *Inputs) substitutions(token string) []substitution {
 		{placeholder: "__CNI_MTU__", value: mtu, source: mtuSource},
 		envSub("__KUBERNETES_SERVICE_HOST__", "KUBERNETES_SERVICE_HOST", ""),
 		envSub("__KUBERNETES_SERVICE_PORT__", "KUBERNETES_SERVICE_PORT", ""),
-		{placeholder: TokenPlaceholder, value: token, source: "the service-account token", secret: true},
+		{placeholder: TokenPlaceholder, value: token, source: in.tokenFrom(), secret: true},
 		{placeholder: "__ETCD_CERT_FILE__", value: tls("etcd-cert"), source: "calico-tls/etcd-cert"},
 		{placeholder: "__ETCD_CA_CERT_FILE__", value: tls("etcd-ca"), source: "calico-tls/etcd-ca"},
 		{placeholder: "__ETCD_KEY_FILE__", value: tls("etcd-key"), source: "calico-tls/etcd-key"},
@@ -138,6 +142,14 @@ func (in *Inputs) substitutions(token string) []substitution {
 		envSub("__CALICO_API_GROUP__", "CALICO_API_GROUP", "crd.projectcalico.org/v1"),
 		envSub("__REQUIRE_MTU_FILE__", "REQUIRE_MTU_FILE", "false"),
 	}
+}
+
+// tokenFrom names where the token came from, for errors.
+func (in *Inputs) tokenFrom() string {
+	if in.TokenFrom != "" {
+		return in.TokenFrom
+	}
+	return "the service-account token"
 }
 
 // unfilled matches the placeholders Calico's manifests leave for the
@@ -150,6 +162,12 @@ var unfilled = regexp.MustCompile(`<[A-Z][A-Z0-9_]*>`)
 func checkValue(s substitution) error {
 	if m := unfilled.FindString(s.value); m != "" && !s.secret {
 		return fmt.Errorf("%s value %q for %s still holds the placeholder %s that Calico's manifest asks you to fill in; set it to the real value", s.source, s.value, s.placeholder, m)
+	}
+	if !utf8.ValidString(s.value) {
+		if s.secret {
+			return fmt.Errorf("%s for %s is not valid UTF-8: no service-account token is; check where it comes from", s.source, s.placeholder)
+		}
+		return fmt.Errorf("%s value %q for %s is not valid UTF-8", s.source, s.value, s.placeholder)
 	}
 	for _, r := range s.value {
 		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
