@@ -1,5 +1,13 @@
 package realnode
 
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"text/template"
+)
+
 // configs are the node's configuration files, rendered into its state
 // directory: everything containerd and the kubelet keep lives there, but for
 // the few fixed host paths hostPaths lists.
@@ -94,4 +102,44 @@ podPidsLimit: -1
 maxPods: 30
 serializeImagePulls: false
 `,
+}
+
+// render writes etc/NAME from the template of that name.
+func (n *Node) render(name string) error {
+	tmpl, err := template.New(name).Parse(configs[name])
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(n.dir, "etc", name))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	return tmpl.Execute(f, map[string]string{
+		"KubeletPort": port, "Dir": n.dir, "Socket": n.socket, "CNIDir": CNIDir, "Runc": mustLookPath("runc"),
+		"CgroupRoot": "/" + cgroupRoot, "Pause": pauseImage,
+	})
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}
+
+func mustLookPath(name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return name
+	}
+	return p
 }
