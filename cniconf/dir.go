@@ -96,6 +96,9 @@ type Dir struct {
 	// whether the rename happened. The agent's watch of the directory
 	// tells its own writes from other writers' by it.
 	Renaming func(path string) func(renamed bool)
+	// Parses, when set, keeps parsed contents from one pass to the next
+	// (the agent); nil parses each content once per Observation.
+	Parses *Parses
 }
 
 func (d *Dir) now() time.Time {

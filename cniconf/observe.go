@@ -37,6 +37,38 @@ type parsed struct {
 	err  error
 }
 
+// Parses remembers the last few contents a Dir's passes parsed, across
+// passes: the kubeconfig, whose YAML is the dearest thing a pass parses,
+// is usually the one the last pass wrote, and a ConfigMap change leaves it
+// as it was. Snapshots are only ever read.
+type Parses struct {
+	mu   sync.Mutex
+	keys [8]string
+	vals [8]parsed
+	next int
+}
+
+// NewParses is an empty cache.
+func NewParses() *Parses { return &Parses{} }
+
+func (c *Parses) get(key string) (parsed, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, k := range c.keys {
+		if k == key && k != "" {
+			return c.vals[i], true
+		}
+	}
+	return parsed{}, false
+}
+
+func (c *Parses) put(key string, p parsed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys[c.next], c.vals[c.next] = key, p
+	c.next = (c.next + 1) % len(c.keys)
+}
+
 // Observe starts an observation of the directory. It reads nothing yet.
 func (d *Dir) Observe() *Observation {
 	return &Observation{dir: d, files: map[string]*observed{}, parsed: map[string]parsed{}}
@@ -69,14 +101,20 @@ func (o *Observation) memoized(f *File) *File {
 		o.mu.Lock()
 		p, ok := o.parsed[key]
 		o.mu.Unlock()
+		if !ok && o.dir.Parses != nil {
+			p, ok = o.dir.Parses.get(key)
+		}
 		if ok {
 			return p.snap, p.err
 		}
-		snap, err := parse(data, fields)
+		p.snap, p.err = parse(data, fields)
 		o.mu.Lock()
-		o.parsed[key] = parsed{snap, err}
+		o.parsed[key] = p
 		o.mu.Unlock()
-		return snap, err
+		if o.dir.Parses != nil && p.err == nil {
+			o.dir.Parses.put(key, p)
+		}
+		return p.snap, p.err
 	}
 	return &v
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/agent"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
@@ -55,7 +56,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	defer watch.Stop()
 	own := &agent.OwnWrites{}
 	r, err := newReconciler(o, cfg, client, role{watch: watch, renaming: own.Renaming,
-		settle: settle, settleParsed: settleParsed, checkTokens: true}) // the agent reports and acts on the API server's verdict
+		settle: settle, settleParsed: settleParsed, parses: cniconf.NewParses(), checkTokens: true}) // the agent reports and acts on the API server's verdict
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError

@@ -23,6 +23,8 @@ type role struct {
 	// settle and settleParsed leave a file a writer is half way through
 	// alone (the agent); --once acts at once.
 	settle, settleParsed time.Duration
+	// parses keeps parsed contents from one pass to the next (the agent).
+	parses *cniconf.Parses
 	// checkTokens reports the API server's verdict on the token on disk
 	// (the agent, drift); keepFacts refuses to rewrite the node's facts
 	// (--once without --accept-env-change).
@@ -42,7 +44,7 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			Policy: cniconf.Policy(o.OnDrift), BackupsKept: cniconf.DefaultBackupsKept,
 			ChainedTypes: append(slices.Clone(cniconf.DefaultChainedTypes), o.ChainedPluginTypes...),
 			MetaTypes:    append(slices.Clone(cniconf.DefaultMetaTypes), o.MetaPluginTypes...),
-			Settle:       as.settle, SettleParsed: as.settleParsed, Renaming: as.renaming,
+			Settle:       as.settle, SettleParsed: as.settleParsed, Renaming: as.renaming, Parses: as.parses,
 		},
 		NodeName: o.NodeName, KubeconfigName: o.CNIKubeconfigName, TokenSourceName: o.TokenSource,
 		ServiceAccount: o.ServiceAccount, Policy: o.TokenPolicy,
