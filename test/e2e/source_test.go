@@ -82,15 +82,15 @@ func TestAgentStartsWithoutTheAPIServer(t *testing.T) {
 	// It keeps running: alive by its probe, and past at least one retry of
 	// its report.
 	e.eventually(30*time.Second, "a report retried", func() error {
-		if strings.Count(a.output(), "reconcile failed") < 2 {
+		if strings.Count(a.Output(), "reconcile failed") < 2 {
 			return errors.New("no retry logged yet")
 		}
 		return nil
 	})
 	select {
-	case err := <-a.done:
-		a.done <- err
-		t.Fatalf("the agent exited: %v\n%s", err, tail(a.output()))
+	case err := <-a.Done:
+		a.Done <- err
+		t.Fatalf("the agent exited: %v\n%s", err, tail(a.Output()))
 	default:
 	}
 	if err := a.probe("/healthz"); err != nil {

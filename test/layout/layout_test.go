@@ -26,6 +26,7 @@ var never = map[string][]string{
 	"sync/status":     {module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/stuck":      {module + "/sync/agent", module + "/cmd/"},
 	"sync/agent":      {module + "/sync/stuck", module + "/cmd/"},
+	"test/harness":    {module + "/sync/", module + "/cmd/", module + "/cniconf"},
 }
 
 // goList runs go list in the module's root.
