@@ -12,32 +12,6 @@ import (
 	"strings"
 )
 
-// State is what a managed file is, compared with what should be there.
-type State string
-
-// The states of the product contract, in the order that decides which one is
-// reported when several apply.
-const (
-	Error      State = "Error"
-	Missing    State = "Missing"
-	Corrupt    State = "Corrupt"
-	Drifted    State = "Drifted"
-	Outdated   State = "Outdated"
-	StaleToken State = "StaleToken"
-	Shadowed   State = "Shadowed"
-	InSync     State = "InSync"
-)
-
-// Severity orders states: a lower number is reported first.
-func (s State) Severity() int {
-	for i, x := range []State{Error, Missing, Corrupt, Drifted, Outdated, StaleToken, Shadowed, InSync} {
-		if s == x {
-			return i
-		}
-	}
-	return -1
-}
-
 // TokenField is a place in a JSON document where the token sits, with the
 // text the template puts around it in the same string.
 type TokenField struct {

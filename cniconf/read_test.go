@@ -12,10 +12,10 @@ import (
 
 // syncWithin runs Sync and fails the test if it does not return in time: an
 // odd file must never make a pass hang.
-func syncWithin(t *testing.T, d *Dir, want *Desired) ([]FileStatus, error) {
+func syncWithin(t *testing.T, d *Dir, want *Desired) ([]Outcome, error) {
 	t.Helper()
 	type result struct {
-		st  []FileStatus
+		st  []Outcome
 		err error
 	}
 	done := make(chan result, 1)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	gosync "sync"
 	"time"
 )
 
@@ -244,49 +243,4 @@ func saveRecord(stateDir string, r *Record) error {
 		return fmt.Errorf("remove version 1 state record: %w", err)
 	}
 	return nil
-}
-
-// kubeconfigParses remembers the last kubeconfigs parsed, by content. A
-// pass looks at the same kubeconfig several times (its state, its record,
-// the tokens on disk, the state after the write), and its YAML is the
-// dearest thing a pass parses. Snapshots are only ever read.
-var kubeconfigParses = &parseMemo{}
-
-type parseMemo struct {
-	mu   gosync.Mutex
-	keys [4]string
-	vals [4]snapshot
-	next int
-}
-
-// memoized is f parsing through kubeconfigParses when it is a kubeconfig.
-func memoized(f *File) *File {
-	if f.Kind != KindKubeconfig {
-		return f
-	}
-	v := *f
-	v.parse = kubeconfigParses.parse
-	return &v
-}
-
-func (m *parseMemo) parse(data []byte, fields []TokenField) (snapshot, error) {
-	key := string(data)
-	m.mu.Lock()
-	for i, k := range m.keys {
-		if k == key && k != "" {
-			snap := m.vals[i]
-			m.mu.Unlock()
-			return snap, nil
-		}
-	}
-	m.mu.Unlock()
-	snap, err := parseKubeconfigSnapshot(data, fields)
-	if err != nil {
-		return snap, err
-	}
-	m.mu.Lock()
-	m.keys[m.next], m.vals[m.next] = key, snap
-	m.next = (m.next + 1) % len(m.keys)
-	m.mu.Unlock()
-	return snap, nil
 }

@@ -46,7 +46,7 @@ func confState(t *testing.T, d *Dir, want *Desired) FileStatus {
 	return FileStatus{}
 }
 
-func mustSync(t *testing.T, d *Dir, want *Desired) []FileStatus {
+func mustSync(t *testing.T, d *Dir, want *Desired) []Outcome {
 	t.Helper()
 	st, err := d.Sync(want, false)
 	if err != nil {

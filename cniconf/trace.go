@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -311,19 +310,6 @@ func dotted(path []string) string {
 		return "."
 	}
 	return strings.Join(path, ".")
-}
-
-// ReadManaged reads a managed file of the directory as the comparison does:
-// nothing but a regular file within MaxFileBytes.
-func (d *Dir) ReadManaged(name string) ([]byte, error) {
-	od, err := readManaged(filepath.Join(d.NetDir, name))
-	if err != nil {
-		return nil, err
-	}
-	if !od.exists || od.data == nil {
-		return nil, fmt.Errorf("%s holds no readable file", filepath.Join(d.NetDir, name))
-	}
-	return od.data, nil
 }
 
 // Chained is the plugin types other agents append to Calico's list, as the

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/agent"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 	"k8s.io/client-go/rest"
-
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
 )
 
 // wedgedAfter is how long one reconcile may take before /healthz fails.
@@ -23,7 +26,9 @@ const settle = time.Second
 // plain truncate-and-write.
 const settleParsed = 100 * time.Millisecond
 
-// runAgent runs the node agent until SIGTERM or SIGINT.
+// runAgent runs the node agent until SIGTERM or SIGINT: the wiring of its
+// parts, each built once. Nothing here asks the API server: an agent whose
+// API server is away starts, and its passes report the error.
 // Startup errors are logged, not printed: the agent's stderr is its log,
 // in --log-format.
 func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
@@ -38,7 +43,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		logger.Error("no API server to report to", "err", err)
 		return exitError
 	}
-	r, err := newReconciler(ctx, o, cfg, client)
+	events, err := newClient(rest.CopyConfig(cfg))
 	if err == nil {
 		err = checkWritableDirs(o, true)
 	}
@@ -46,39 +51,42 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		logger.Error("cannot start", "err", err)
 		return exitError
 	}
-	r.Dir.Settle, r.Dir.SettleParsed = settle, settleParsed
-	r.CheckTokens = true // the agent reports and acts on the API server's verdict
-	metrics := sync.NewMetrics()
-	health := &sync.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
-	events, err := newClient(rest.CopyConfig(cfg))
+	queue := agent.NewQueue(logger)
+	watch := inputs.NewWatch(client, queue.Trigger)
+	defer watch.Stop()
+	own := &agent.OwnWrites{}
+	r, err := newReconciler(o, cfg, client, role{watch: watch, renaming: own.Renaming,
+		settle: settle, settleParsed: settleParsed, parses: cniconf.NewParses(), checkTokens: true}) // the agent reports and acts on the API server's verdict
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError
 	}
-	reporter, stopEvents := sync.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
+	metrics := status.NewMetrics()
+	reporter, stopEvents := status.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
-	agent := &sync.Agent{
-		Reconciler: r, Client: client, Config: cfg, DaemonSet: o.CalicoDaemonSet,
-		Namespace: o.Namespace, ConfigMap: o.ConfigMap, ConfigMapKey: o.ConfigMapKey, TemplateFile: o.CNINetworkConfigFile,
-		TokenSecret: o.TokenSecret, TokenSource: o.TokenSource, TokenFile: o.TokenFile, TokenTTL: o.TokenTTL,
+	publisher := status.NewPublisher(reporter,
+		&status.Liveness{Client: client, Namespace: status.LeaseNamespace(), Node: o.NodeName, Period: o.ResyncPeriod}, logger)
+	managed := append(inputs.ConfNames(), o.CNIKubeconfigName)
+	if r.ConfName != "" {
+		managed = append(managed, r.ConfName)
+	}
+	tokenFile := ""
+	if o.TokenSource == token.SourceFile {
+		tokenFile = o.TokenFile
+	}
+	health := &status.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
+	a := agent.NewAgent(agent.Config{NetDir: o.CNINetDir, Managed: managed, TokenFile: tokenFile,
 		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
-		Reporter: reporter, Metrics: metrics, Health: health, Logger: logger,
-		Liveness: &sync.Liveness{Client: client, Namespace: sync.LeaseNamespace(), Node: o.NodeName, Period: o.ResyncPeriod},
-	}
-	if o.hasInputFile() {
-		agent.InstallOverride = r.Install
-	} else if agent.Source, err = chooseSource(ctx, o, sync.APICluster{Client: client}); err != nil {
-		logger.Error("cannot start", "err", err)
-		return exitError
-	}
-	health.Extra = func() error { return errors.Join(agent.NetDirGone(), agent.TokenExpired()) }
-	addr, err := sync.Serve(ctx, o.HTTPAddr, metrics, health, logger)
+		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source}},
+		queue, own, r, publisher, metrics, health, logger)
+	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
+	addr, err := status.Serve(ctx, o.HTTPAddr, metrics, health, logger)
 	if err != nil {
 		logger.Error("cannot serve health and metrics", "err", err)
 		return exitError
 	}
 	logger.Info("starting", "version", buildVersion(version, readBuildInfo()), "node", o.NodeName, "tokenSource", o.TokenSource, "http", addr.String())
-	if err := agent.Run(ctx); err != nil {
+	if err := a.Run(ctx); err != nil {
 		logger.Error("agent stopped", "err", err)
 		return exitError
 	}
@@ -89,11 +97,11 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 func tokenAdvice(o *Options) string {
 	const secret = "delete the service account's token Secret so the token controller issues a new one (the agent follows it)"
 	switch o.TokenSource {
-	case sync.SourceTokenRequest:
+	case token.SourceTokenRequest:
 		return "the agent requests a new token from the TokenRequest API"
-	case sync.SourceFile:
+	case token.SourceFile:
 		return "the token file " + o.TokenFile + " holds a token the API server no longer accepts; check what projects or writes it"
-	case sync.SourceSecret:
+	case token.SourceSecret:
 		if o.TokenSecret != "" {
 			return "delete the token Secret " + o.TokenSecret + " so the token controller issues a new one, or unpin --token-secret"
 		}

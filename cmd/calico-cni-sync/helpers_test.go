@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 )
 
 // once runs --once and insists it succeeds.
@@ -39,7 +39,7 @@ func (n *node) editConfigMap(old, new string) {
 func stateOf(s string) cniconf.State { return cniconf.State(s) }
 
 // fileIn finds a file in a report.
-func fileIn(t *testing.T, rep *sync.Report, name string) cniconf.FileStatus {
+func fileIn(t *testing.T, rep *reconcile.Report, name string) cniconf.FileStatus {
 	t.Helper()
 	for _, f := range rep.Files {
 		if filepath.Base(f.Path) == name {

@@ -1,30 +1,55 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"slices"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
-	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
-// newReconciler wires the inputs the flags name. client is nil offline.
-func newReconciler(ctx context.Context, o *Options, cfg *rest.Config, client kubernetes.Interface) (*sync.Reconciler, error) {
-	r := &sync.Reconciler{
+// role is what a command needs of the reconciler beyond the flags.
+type role struct {
+	// watch caches the inputs and triggers passes (the agent); nil reads
+	// them with requests at each pass.
+	watch *inputs.Watch
+	// renaming is told of the agent's own renames.
+	renaming func(path string) func(renamed bool)
+	// settle and settleParsed leave a file a writer is half way through
+	// alone (the agent); --once acts at once.
+	settle, settleParsed time.Duration
+	// parses keeps parsed contents from one pass to the next (the agent).
+	parses *cniconf.Parses
+	// checkTokens reports the API server's verdict on the token on disk
+	// (the agent, drift); keepFacts refuses to rewrite the node's facts
+	// (--once without --accept-env-change).
+	checkTokens, keepFacts bool
+}
+
+// newReconciler builds the one reconciler a command runs, from the flags
+// and the inputs inputs.Select picks. client is nil offline.
+func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as role) (*reconcile.Reconciler, error) {
+	src, err := inputs.Select(inputsConfig(o, cfg, client, as.watch))
+	if err != nil {
+		return nil, err
+	}
+	r := &reconcile.Reconciler{
 		Dir: cniconf.Dir{
 			NetDir: o.CNINetDir, BackupDir: o.BackupDir, StateDir: o.StateDir,
 			Policy: cniconf.Policy(o.OnDrift), BackupsKept: cniconf.DefaultBackupsKept,
 			ChainedTypes: append(slices.Clone(cniconf.DefaultChainedTypes), o.ChainedPluginTypes...),
 			MetaTypes:    append(slices.Clone(cniconf.DefaultMetaTypes), o.MetaPluginTypes...),
+			Settle:       as.settle, SettleParsed: as.settleParsed, Renaming: as.renaming, Parses: as.parses,
 		},
 		NodeName: o.NodeName, KubeconfigName: o.CNIKubeconfigName, TokenSourceName: o.TokenSource,
 		ServiceAccount: o.ServiceAccount, Policy: o.TokenPolicy,
+		Install: src.Install, Fresh: src.Fresh, Token: src.Token,
+		CheckTokens: as.checkTokens, KeepFacts: as.keepFacts,
 	}
 	if o.given("cni-conf-name") {
 		r.ConfName = o.CNIConfName // a flag wins over install-cni's CNI_CONF_NAME
@@ -37,83 +62,19 @@ func newReconciler(ctx context.Context, o *Options, cfg *rest.Config, client kub
 	} else if cfg != nil {
 		r.CA = func() ([]byte, error) { return apiCA(cfg), nil }
 	}
-	install, err := installSource(ctx, o, client)
-	if err != nil {
-		return nil, err
-	}
-	r.Install = install
-	switch o.TokenSource {
-	case sync.SourceFile:
-		r.Token = sync.TokenFromFile(o.TokenFile)
-	case sync.SourceTokenRequest:
-		r.Token = sync.NewTokenRequester(client, o.TokenTTL, nil)
-	case sync.SourceSecret:
-		r.Token = sync.SecretTokenFromAPI(client, o.TokenSecret)
-	default:
-		r.Token = sync.AutoToken{Secret: sync.SecretTokenFromAPI(client, o.TokenSecret), Request: sync.NewTokenRequester(client, o.TokenTTL, nil)}
-	}
-	if cfg != nil {
-		r.Verdicts = &sync.VerdictCache{Period: o.TokenCheckPeriod,
-			Check: func(ctx context.Context, token string) *bool { return sync.TokenAccepted(ctx, cfg, token) }}
+	if src.Check != nil {
+		r.Verdicts = &token.VerdictCache{Period: o.TokenCheckPeriod, Check: src.Check}
 	}
 	return r, nil
 }
 
-// installSource is where the inputs come from: a manifest or ConfigMap file,
-// or the API (the DaemonSet, else the ConfigMap).
-func installSource(ctx context.Context, o *Options, client kubernetes.Interface) (sync.InstallSource, error) {
-	var accounts installcni.Lookup
-	if client != nil {
-		accounts = sync.APICluster{Client: client}
+// inputsConfig is what the flags say about the inputs.
+func inputsConfig(o *Options, cfg *rest.Config, client kubernetes.Interface, watch *inputs.Watch) inputs.Config {
+	return inputs.Config{
+		Source: o.Source, ConfigMapNamed: o.configMapSourceNamed(), DaemonSet: o.CalicoDaemonSet,
+		Namespace: o.Namespace, ConfigMap: o.ConfigMap, ConfigMapKey: o.ConfigMapKey, TemplateFile: o.CNINetworkConfigFile,
+		ManifestFile: o.ManifestFile, ConfigMapFile: o.ConfigMapFile, NodeName: o.NodeName,
+		TokenSource: o.TokenSource, TokenFile: o.TokenFile, TokenSecret: o.TokenSecret, TokenTTL: o.TokenTTL,
+		Client: client, REST: cfg, Watch: watch, Recheck: o.ResyncPeriod,
 	}
-	configMap := func(cm sync.ConfigMapSource, file string) sync.InstallSource {
-		return sync.InstallFromConfigMap(cm, o.ConfigMapKey, o.CNINetworkConfigFile, os.LookupEnv, accounts,
-			sync.SourceInfo{Kind: sync.SourceConfigMap, File: file})
-	}
-	switch {
-	case o.ManifestFile != "":
-		data, err := os.ReadFile(o.ManifestFile)
-		if err != nil {
-			return nil, fmt.Errorf("read --manifest-file: %w", err)
-		}
-		m, err := installcni.ParseManifest(data)
-		if err != nil {
-			return nil, fmt.Errorf("--manifest-file %s: %w", o.ManifestFile, err)
-		}
-		return sync.InstallFromDaemonSet(sync.ManifestCluster{Manifest: m}, o.CalicoDaemonSet, o.NodeName, os.LookupEnv, o.ManifestFile), nil
-	case o.ConfigMapFile != "":
-		return configMap(sync.ConfigMapFromFile(o.ConfigMapFile), o.ConfigMapFile), nil
-	case client == nil:
-		// The template alone (--cni-network-config-file): the MTU and
-		// etcd endpoints come from the environment.
-		return configMap(sync.EmptyConfigMap, o.CNINetworkConfigFile), nil
-	}
-	source, err := chooseSource(ctx, o, sync.APICluster{Client: client})
-	if err != nil {
-		return nil, err
-	}
-	if source == sync.SourceDaemonSet {
-		return sync.InstallFromDaemonSet(sync.APICluster{Client: client}, o.CalicoDaemonSet, o.NodeName, os.LookupEnv, ""), nil
-	}
-	return configMap(sync.ConfigMapFromAPI(client, o.Namespace, o.ConfigMap), ""), nil
-}
-
-// chooseSource decides --source=auto: configmap when a flag only that source
-// reads is given; else daemonset when a candidate DaemonSet exists; else
-// configmap. A read the API server refuses is an error, never a fallback.
-func chooseSource(ctx context.Context, o *Options, c sync.Cluster) (string, error) {
-	if o.Source != sync.SourceAuto {
-		return o.Source, nil
-	}
-	if o.configMapSourceNamed() {
-		return sync.SourceConfigMap, nil
-	}
-	ds, err := sync.FindDaemonSet(ctx, c, o.CalicoDaemonSet)
-	if err != nil {
-		return "", fmt.Errorf("--source=auto: %w", err)
-	}
-	if ds != nil {
-		return sync.SourceDaemonSet, nil
-	}
-	return sync.SourceConfigMap, nil
 }

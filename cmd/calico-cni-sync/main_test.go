@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 )
 
 const (
@@ -78,10 +78,10 @@ func (n *node) run(args ...string) (int, string) {
 	return code, printed
 }
 
-func (n *node) drift() (int, *sync.Report) {
+func (n *node) drift() (int, *reconcile.Report) {
 	n.t.Helper()
 	code, out := n.run("drift", "-o", "json")
-	var rep sync.Report
+	var rep reconcile.Report
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil {
 		n.t.Fatalf("drift -o json: %v\n%s", err, out)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 )
 
 // TestFileNamesStayInTheCNIDirectory: the conf and kubeconfig names are
@@ -130,7 +130,7 @@ func TestOnceJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	var rep sync.Report
+	var rep reconcile.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not a report: %v\n%s", err, out)
 	}

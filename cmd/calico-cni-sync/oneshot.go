@@ -9,37 +9,35 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"k8s.io/client-go/rest"
-
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 )
 
-// oneShotReconciler wires --once and drift: online with a client, or
-// offline with none (cfg is then nil).
-func oneShotReconciler(ctx context.Context, o *Options) (*rest.Config, *sync.Reconciler, error) {
+// oneShotReconciler wires --once, drift and render: online with a client,
+// or offline with none.
+func oneShotReconciler(o *Options, as role) (*reconcile.Reconciler, error) {
 	cfg, client, err := clientFor(o)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	r, err := newReconciler(ctx, o, cfg, client)
-	return cfg, r, err
+	return newReconciler(o, cfg, client, as)
 }
 
 // runOnce reconciles this node once: the repair of a broken node.
 func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
-	_, r, err := oneShotReconciler(ctx, o)
+	r, err := oneShotReconciler(o, role{keepFacts: !o.AcceptEnvChange})
 	if err != nil {
 		return exitError, err
 	}
-	r.KeepFacts = !o.AcceptEnvChange
-	mode := sync.ModeSync
+	mode := reconcile.ModeSync
 	if o.DryRun {
-		mode = sync.ModeDryRun
+		mode = reconcile.ModeDryRun
 	} else if err := checkWritableDirs(o, false); err != nil {
 		return exitError, err
 	}
-	rep, _, err := r.Reconcile(ctx, mode)
+	rep, pass, err := r.Reconcile(ctx, mode)
 	if werr := statusFileIfGiven(o, rep); werr != nil {
 		err = errors.Join(err, werr)
 	}
@@ -48,14 +46,14 @@ func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 			return exitError, perr
 		}
 	} else {
-		printFiles(stdout, rep, o.DryRun, err)
+		printFiles(stdout, pass, o.DryRun, err)
 	}
 	if err != nil {
 		return exitError, err
 	}
 	code := exitOK
-	for _, f := range rep.Files {
-		if (o.DryRun && f.WouldChange) || f.State == cniconf.Drifted {
+	for _, f := range pass.Outcomes {
+		if (o.DryRun && f.WouldChange) || f.Now.State == cniconf.Drifted {
 			code = exitDrift
 		}
 	}
@@ -64,20 +62,21 @@ func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 
 // printFiles is --once's account of what it found and did. A message that
 // repeats err is left out: err is printed once, on stderr.
-func printFiles(w io.Writer, rep *sync.Report, dryRun bool, err error) {
-	for _, f := range rep.Files {
+func printFiles(w io.Writer, pass *reconcile.Pass, dryRun bool, err error) {
+	for _, o := range pass.Outcomes {
+		f := o.Now
 		line := fmt.Sprintf("%s: %s", f.Path, f.State)
-		if f.Found != "" && f.Found != f.State {
-			line = fmt.Sprintf("%s: %s, now %s", f.Path, f.Found, f.State)
+		if o.Found != "" && o.Found != f.State {
+			line = fmt.Sprintf("%s: %s, now %s", f.Path, o.Found, f.State)
 		}
 		switch {
-		case f.Action == cniconf.ActionWritten:
+		case o.Action == cniconf.ActionWritten:
 			line += " (written)"
-		case f.Action == cniconf.ActionRotated:
+		case o.Action == cniconf.ActionRotated:
 			line += " (token replaced)"
-		case f.Action == cniconf.ActionRestored:
+		case o.Action == cniconf.ActionRestored:
 			line += " (hand edit backed up and restored)"
-		case dryRun && f.WouldChange:
+		case dryRun && o.WouldChange:
 			line += " (would be written)"
 		}
 		if len(f.ChangedPaths) > 0 {
@@ -90,7 +89,7 @@ func printFiles(w io.Writer, rep *sync.Report, dryRun bool, err error) {
 			line += "; " + f.Message
 		}
 		_, _ = fmt.Fprintln(w, line)
-		if dryRun && f.WouldChange && f.Diff != "" {
+		if dryRun && o.WouldChange && f.Diff != "" {
 			printDiff(w, f.Diff)
 		}
 	}
@@ -98,14 +97,13 @@ func printFiles(w io.Writer, rep *sync.Report, dryRun bool, err error) {
 
 // runDrift shows this node's state and writes nothing.
 func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
-	_, r, err := oneShotReconciler(ctx, o)
+	r, err := oneShotReconciler(o, role{checkTokens: true}) // drift reports the API server's verdict
 	if err != nil {
 		return exitError, err
 	}
-	r.CheckTokens = true // drift reports the API server's verdict
-	rep, want, err := r.Reconcile(ctx, sync.ModeCheck)
+	rep, pass, err := r.Reconcile(ctx, reconcile.ModeCheck)
 	if err == nil && o.Suggest {
-		err = r.Suggest(ctx, rep, want)
+		err = r.Suggest(rep, pass)
 	}
 	if werr := statusFileIfGiven(o, rep); werr != nil {
 		err = errors.Join(err, werr)
@@ -125,15 +123,15 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 // statusFileIfGiven writes the status file for --once and drift only when
 // --status-file is on the command line: its default is the agent's, which
 // a repair must not overwrite.
-func statusFileIfGiven(o *Options, rep *sync.Report) error {
+func statusFileIfGiven(o *Options, rep *reconcile.Report) error {
 	if !o.given("status-file") {
 		return nil
 	}
-	return sync.WriteStatusFile(o.StatusFile, rep)
+	return status.WriteStatusFile(o.StatusFile, rep)
 }
 
 // describeInputs is the report's line on where the inputs came from.
-func describeInputs(s *sync.SourceInfo) string {
+func describeInputs(s *inputs.SourceInfo) string {
 	line := "inputs: " + s.Kind
 	if s.DaemonSet != "" {
 		line += " " + s.DaemonSet + ", container " + s.Container
@@ -170,7 +168,7 @@ func printJSON(w io.Writer, v any) error {
 
 // printReport prints drift's report; a message that repeats err is left
 // out of the text, as in printFiles.
-func printReport(w io.Writer, rep *sync.Report, format string, err error) error {
+func printReport(w io.Writer, rep *reconcile.Report, format string, err error) error {
 	if format == "json" {
 		return printJSON(w, rep)
 	}
@@ -202,8 +200,10 @@ func printReport(w io.Writer, rep *sync.Report, format string, err error) error 
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Path, f.State, strings.Join(f.ChangedPaths, ","))
 	}
 	_ = tw.Flush()
-	if rep.Source != nil && rep.Source.Operator && rep.Worst() == cniconf.Drifted {
-		_, _ = fmt.Fprintln(w, "This is a tigera operator install: a lasting change is made in the Installation resource (kubectl edit installation default); the operator rewrites cni-config.")
+	if rep.Source != nil && rep.Worst() == cniconf.Drifted {
+		if note := rep.Source.Install.LastingChangeNote(); note != "" {
+			_, _ = fmt.Fprintln(w, note)
+		}
 	}
 	for _, f := range rep.Files {
 		if f.Message != "" && !repeats(f.Message, err) {

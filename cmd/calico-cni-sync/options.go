@@ -9,7 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
 // Options are the command line of every mode. The flags are common to the
@@ -120,12 +121,12 @@ type Options struct {
 // NewOptions returns the defaults, with the environment install-cni reads.
 func NewOptions() *Options {
 	return &Options{
-		Source:            sync.SourceAuto,
+		Source:            inputs.SourceAuto,
 		Namespace:         "kube-system",
 		ConfigMap:         "calico-config",
-		ConfigMapKey:      sync.KeyTemplate,
-		TokenSource:       sync.SourceAuto,
-		TokenPolicy:       sync.PolicyAuto,
+		ConfigMapKey:      inputs.KeyTemplate,
+		TokenSource:       token.SourceAuto,
+		TokenPolicy:       token.PolicyAuto,
 		CNINetDir:         envOr("CNI_NET_DIR", "/etc/cni/net.d"),
 		CNIKubeconfigName: cniconf.DefaultKubeconfigName,
 		OnDrift:           string(cniconf.PolicyReport),
@@ -153,7 +154,7 @@ func envOr(key, def string) string {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the tool itself (default $KUBECONFIG, else ~/.kube/config, else in-cluster)")
 	fs.StringVar(&o.Source, "source", o.Source, "where the inputs come from: auto, daemonset (calico-node's DaemonSet, as install-cni gets them) or configmap")
-	fs.StringVar(&o.CalicoDaemonSet, "calico-daemonset", o.CalicoDaemonSet, "calico-node's DaemonSet as NAMESPACE/NAME (default: the first of calico-system/calico-node, kube-system/calico-node, kube-system/canal)")
+	fs.StringVar(&o.CalicoDaemonSet, "calico-daemonset", o.CalicoDaemonSet, "calico-node's DaemonSet as NAMESPACE/NAME (default: the first of "+inputs.CandidateList()+")")
 	fs.StringVar(&o.ManifestFile, "manifest-file", o.ManifestFile, "read the DaemonSet and its ConfigMaps from this manifest (calico.yaml, or kubectl get -o yaml output) instead of the API")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the ConfigMap (source configmap)")
 	fs.StringVar(&o.ConfigMap, "configmap", o.ConfigMap, "name of Calico's ConfigMap (source configmap)")
@@ -193,10 +194,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 func (o *Options) Complete(fs *pflag.FlagSet) error {
 	o.changed = fs.Changed
 	if o.TokenFile != "" && !fs.Changed("token-source") {
-		o.TokenSource = sync.SourceFile
+		o.TokenSource = token.SourceFile
 	}
 	if o.TokenSecret != "" && o.TokenFile == "" && !fs.Changed("token-source") {
-		o.TokenSource = sync.SourceSecret
+		o.TokenSource = token.SourceSecret
 	}
 	if o.NodeName == "" {
 		o.NodeName = os.Getenv("KUBERNETES_NODE_NAME")
@@ -232,7 +233,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 // offline reports whether the command has every input it needs without an
 // API server.
 func (o *Options) offline() bool {
-	return o.hasInputFile() && o.TokenSource == sync.SourceFile
+	return o.hasInputFile() && o.TokenSource == token.SourceFile
 }
 
 // hasInputFile reports whether the inputs are read from a file rather than

@@ -20,7 +20,7 @@ type renderedFile struct {
 // runRender prints what install-cni would write now, from the same inputs
 // as drift, and writes nothing.
 func runRender(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
-	_, r, err := oneShotReconciler(ctx, o)
+	r, err := oneShotReconciler(o, role{})
 	if err != nil {
 		return exitError, err
 	}

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
 // Validate reports every problem with the flags at once.
@@ -99,7 +100,7 @@ func (o *Options) validateNode() []error {
 			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
 		}
 	}
-	if o.TokenSource == sync.SourceTokenRequest && o.TokenTTL < 10*time.Minute {
+	if o.TokenSource == token.SourceTokenRequest && o.TokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the API server's minimum)"))
 	}
 	return errs
@@ -110,11 +111,11 @@ func (o *Options) validateNode() []error {
 func (o *Options) validateToken() []error {
 	var errs []error
 	switch o.TokenSource {
-	case sync.SourceAuto, sync.SourceSecret, sync.SourceTokenRequest:
+	case token.SourceAuto, token.SourceSecret, token.SourceTokenRequest:
 		if o.TokenFile != "" {
 			errs = append(errs, fmt.Errorf("--token-file cannot be used with --token-source=%s: the token would not be read from the file; drop one of them", o.TokenSource))
 		}
-	case sync.SourceFile:
+	case token.SourceFile:
 		if o.TokenFile == "" {
 			errs = append(errs, errors.New("--token-source=file needs --token-file"))
 		}
@@ -122,22 +123,22 @@ func (o *Options) validateToken() []error {
 		errs = append(errs, fmt.Errorf("--token-source %q: must be auto, secret, tokenrequest or file", o.TokenSource))
 	}
 	switch o.TokenPolicy {
-	case sync.PolicyAuto, sync.PolicyOwn, sync.PolicyGuard:
+	case token.PolicyAuto, token.PolicyOwn, token.PolicyGuard:
 	default:
 		errs = append(errs, fmt.Errorf("--token-policy %q: must be auto, own or guard", o.TokenPolicy))
 	}
 	switch o.Source {
-	case sync.SourceAuto, sync.SourceDaemonSet, sync.SourceConfigMap:
+	case inputs.SourceAuto, inputs.SourceDaemonSet, inputs.SourceConfigMap:
 	default:
 		errs = append(errs, fmt.Errorf("--source %q: must be auto, daemonset or configmap", o.Source))
 	}
 	if o.ManifestFile != "" && o.ConfigMapFile != "" {
 		errs = append(errs, errors.New("--manifest-file and --configmap-file name two sources of the inputs; give one"))
 	}
-	if o.ManifestFile != "" && o.Source == sync.SourceConfigMap {
+	if o.ManifestFile != "" && o.Source == inputs.SourceConfigMap {
 		errs = append(errs, errors.New("--manifest-file is read for source daemonset; with --source=configmap use --configmap-file"))
 	}
-	if o.ConfigMapFile != "" && o.Source == sync.SourceDaemonSet {
+	if o.ConfigMapFile != "" && o.Source == inputs.SourceDaemonSet {
 		errs = append(errs, errors.New("--configmap-file is read for source configmap; with --source=daemonset use --manifest-file"))
 	}
 	if o.CalicoDaemonSet != "" {
@@ -145,7 +146,7 @@ func (o *Options) validateToken() []error {
 			errs = append(errs, fmt.Errorf("--calico-daemonset %q: want NAMESPACE/NAME", o.CalicoDaemonSet))
 		}
 	}
-	if o.TokenSecret != "" && o.TokenSource != sync.SourceSecret {
+	if o.TokenSecret != "" && o.TokenSource != token.SourceSecret {
 		errs = append(errs, fmt.Errorf("--token-secret needs --token-source=secret, not %s: a pinned Secret is read only by that source", o.TokenSource))
 	}
 	return errs

@@ -52,4 +52,7 @@
 //     apps/v1; an object with no namespace is in "default"; the same object
 //     twice is an error; a List (or typed list) is read one level deep; kinds
 //     other than DaemonSet, ConfigMap and ServiceAccount are skipped.
+//
+// It is pure: it must not import client-go or any other package of this
+// module; the objects it resolves are read by sync/inputs.
 package installcni

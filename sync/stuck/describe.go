@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	"github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 )
 
 // Finding is one stuck pod as report --stuck prints it.
@@ -28,18 +28,10 @@ type Finding struct {
 
 // TokenEvidence is what the node's CalicoCNIConfigDrift condition says
 // about the CNI's token, when it says the token was stale or rejected; ""
-// otherwise (no condition, or another state).
+// otherwise (no condition, or another state). The condition is decoded in
+// package sync/status.
 func TokenEvidence(node string, cond *corev1.NodeCondition) string {
-	if cond == nil || cond.Type != sync.ConditionType {
-		return ""
-	}
-	switch cond.Reason {
-	case string(cniconf.StaleToken):
-		return fmt.Sprintf("node %s's %s condition is %s: the CNI's token on the node was stale", node, sync.ConditionType, cond.Reason)
-	case sync.ReasonTokenRejected:
-		return fmt.Sprintf("node %s's %s condition is %s: the API server rejected the CNI's token on the node", node, sync.ConditionType, cond.Reason)
-	}
-	return ""
+	return status.TokenEvidence(node, cond)
 }
 
 // Describe turns a verdict into the finding report --stuck prints: the fix

@@ -6,7 +6,9 @@
 //
 // It is pure logic on the rendered file, the file on disk and where
 // install-cni's variables are set (installcni.Origin); the caller renders a
-// second time with the suggestions applied to check them.
+// second time with the suggestions applied to check them. It must not
+// import client-go, nor any package that reads the inputs or runs a pass
+// (sync/inputs, sync/reconcile, sync/status, sync/agent).
 package suggest
 
 import (

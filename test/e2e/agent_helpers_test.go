@@ -1,51 +1,26 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 )
 
-// agent is a calico-cni-sync agent running as a process.
+// agent is a calico-cni-sync agent running as a process, on a node.
 type agent struct {
+	*harness.Process
 	e    *env
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs bytes.Buffer
-	addr string
-	done chan error
 	node string
 	net  string
 }
-
-func (a *agent) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.logs.Write(p)
-}
-
-func (a *agent) output() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.logs.String()
-}
-
-var httpAddr = regexp.MustCompile(`http=(127\.0\.0\.1:\d+)`)
 
 // startAgent starts the agent for this env's node and waits for it to be
 // ready. It is stopped with SIGTERM at cleanup, and must exit 0, leave no
@@ -69,31 +44,16 @@ func (e *env) launchAgent(node, net string, extra ...string) *agent {
 // cleanup (SIGTERM, a clean exit), and waits until it serves HTTP.
 func (e *env) launchAgentWith(environ []string, node, net string, argv []string) *agent {
 	e.t.Helper()
-	a := &agent{e: e, node: node, net: net, done: make(chan error, 1)}
-	a.cmd = exec.Command(argv[0], argv[1:]...)
-	a.cmd.Env = environ
-	a.cmd.Stdout, a.cmd.Stderr = a, a
-	must(e.t, a.cmd.Start())
-	go func() { a.done <- a.cmd.Wait() }()
+	p, err := harness.StartProcess(argv, environ)
+	must(e.t, err)
+	a := &agent{Process: p, e: e, node: node, net: net}
 	e.t.Cleanup(func() {
 		a.stop()
 		if e.t.Failed() {
-			e.t.Logf("agent %s log:\n%s", node, tail(a.output()))
+			e.t.Logf("agent %s log:\n%s", node, tail(a.Output()))
 		}
 	})
-	e.eventually(60*time.Second, "agent serving", func() error {
-		if m := httpAddr.FindStringSubmatch(a.output()); m != nil {
-			a.addr = m[1]
-			return nil
-		}
-		select {
-		case err := <-a.done:
-			a.done <- err
-			return fmt.Errorf("agent exited: %v\n%s", err, a.output())
-		default:
-		}
-		return fmt.Errorf("no http address logged yet")
-	})
+	e.eventually(60*time.Second, "agent serving", a.Serving)
 	return a
 }
 
@@ -104,21 +64,15 @@ func (e *env) startAgentFor(node, net string, extra ...string) *agent {
 	return a
 }
 
-// stop sends SIGTERM and checks a clean exit.
+// stop sends SIGTERM and checks a clean exit, no temporary file left and
+// no token logged.
 func (a *agent) stop() {
 	t := a.e.t
-	if a.cmd.ProcessState != nil {
+	if a.Cmd.ProcessState != nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("agent for %s exited with %v after SIGTERM\n%s", a.node, err, tail(a.output()))
-		}
-	case <-time.After(15 * time.Second):
-		_ = a.cmd.Process.Kill()
-		t.Errorf("agent for %s did not stop within 15s of SIGTERM", a.node)
+	if err := a.Stop(); err != nil {
+		t.Errorf("agent for %s %v\n%s", a.node, err, tail(a.Output()))
 	}
 	entries, _ := os.ReadDir(a.net)
 	for _, en := range entries {
@@ -126,35 +80,18 @@ func (a *agent) stop() {
 			t.Errorf("temporary file %s left in %s", en.Name(), a.net)
 		}
 	}
-	a.e.noTokenIn(a.output())
+	a.e.noTokenIn(a.Output())
 }
 
-func tail(s string) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(s string) string { return harness.Tail(s) }
 
-func (a *agent) probe(path string) error {
-	resp, err := http.Get("http://" + a.addr + path)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, body)
-	}
-	return nil
-}
+func (a *agent) probe(path string) error { return a.Probe(path) }
 
 // metric reads the sum of a metric's samples whose labels contain every
 // given fragment.
 func (a *agent) metric(name string, labelParts ...string) float64 {
 	a.e.t.Helper()
-	sum, err := measure.Metric(http.DefaultClient, a.addr, name, labelParts...)
+	sum, err := a.Metric(name, labelParts...)
 	must(a.e.t, err)
 	a.e.t.Logf("%s%v = %v", name, labelParts, sum)
 	return sum

@@ -37,7 +37,7 @@ func TestAgentFollowsConfigMapAndToken(t *testing.T) {
 		t.Error("token rotations not counted")
 	}
 	// Nothing on this path deserves a warning, client-go's included.
-	for line := range strings.Lines(a.output()) {
+	for line := range strings.Lines(a.Output()) {
 		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "Warning") {
 			t.Errorf("warning logged on the happy path: %s", line)
 		}

@@ -3,24 +3,17 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -49,87 +42,15 @@ func operatorNodeEnv(b *testing.B) *env {
 	return e
 }
 
-// labelledProxy forwards to the API server and counts requests by verb and
-// resource, watches apart.
-type labelledProxy struct {
-	srv     *httptest.Server
-	mu      gosync.Mutex
-	counts  map[string]int
-	watches int
-}
-
-func newLabelledProxy(b *testing.B) *labelledProxy {
-	rt, err := rest.TransportFor(cp.Config)
-	must(b, err)
-	target, _ := url.Parse("https://" + cp.Host())
-	p := &labelledProxy{counts: map[string]int{}}
-	rp := &httputil.ReverseProxy{Transport: rt, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(target)
-		pr.Out.Header.Del("Authorization") // the proxy's own client certificate authenticates
-	}}
-	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		if q := r.URL.Query().Get("watch"); q == "true" || q == "1" {
-			p.watches++
-		} else {
-			p.counts[r.Method+" "+resourceOf(r.URL.Path)]++
-		}
-		p.mu.Unlock()
-		rp.ServeHTTP(w, r)
-	}))
-	p.srv.Listener, err = net.Listen("tcp", "127.0.0.1:0")
-	must(b, err)
-	p.srv.StartTLS()
-	b.Cleanup(p.srv.Close)
-	return p
-}
-
-// resourceOf keeps the resource of an API path and its subresource, not
-// the names in it: /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]] or
-// /apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME[/SUB]], or the same
-// without a namespace.
-func resourceOf(path string) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	rest := parts
-	switch {
-	case len(parts) > 2 && parts[0] == "api":
-		rest = parts[2:]
-	case len(parts) > 3 && parts[0] == "apis":
-		rest = parts[3:]
-	}
-	if len(rest) > 2 && rest[0] == "namespaces" {
-		rest = rest[2:]
-	}
-	switch len(rest) {
-	case 0:
-		return path
-	case 1, 2:
-		return rest[0]
-	default:
-		return rest[0] + "/" + rest[2]
-	}
-}
-
-func (p *labelledProxy) snapshot() (map[string]int, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.counts {
-		out[k] = v
-	}
-	return out, p.watches
-}
-
 // BenchmarkIdleDiscoveredAgent: an idle agent on an operator install, found
 // by discovery, its traffic counted by kind over a window with short
 // periods, and scaled to an hour at the default periods (a pass every 5
 // minutes: the resync and its Lease renewal; a token check every 10).
 func BenchmarkIdleDiscoveredAgent(b *testing.B) {
 	e := operatorNodeEnv(b)
-	proxy := newLabelledProxy(b)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.srv.Certificate().Raw})
+	proxy := harness.NewProxy(b, cp.Config, cp.Host())
 	kc := filepath.Join(e.dir, "proxied.kubeconfig")
-	must(b, cp.WriteKubeconfig(kc, &rest.Config{Host: proxy.srv.URL, BearerToken: "via-proxy", TLSClientConfig: rest.TLSClientConfig{CAData: ca}}))
+	must(b, cp.WriteKubeconfig(kc, proxy.Config()))
 	e.kubeconfig = kc
 	const resync, check = 20 * time.Second, 30 * time.Second
 	a := e.startAgent("--resync-period", resync.String(), "--token-check-period", check.String())
@@ -138,7 +59,7 @@ func BenchmarkIdleDiscoveredAgent(b *testing.B) {
 	// whole second.
 	seen, stableSince := "", time.Now()
 	e.eventually(30*time.Second, "start-up traffic over", func() error {
-		counts, _ := proxy.snapshot()
+		counts, _ := proxy.Snapshot()
 		if now := fmt.Sprint(counts); now != seen {
 			seen, stableSince = now, time.Now()
 		}
@@ -147,8 +68,8 @@ func BenchmarkIdleDiscoveredAgent(b *testing.B) {
 		}
 		return nil
 	})
-	start, watchesOpen := proxy.snapshot()
-	pid := a.cmd.Process.Pid
+	start, watchesOpen := proxy.Snapshot()
+	pid := a.Cmd.Process.Pid
 	b.ResetTimer()
 	const window = 60 * time.Second
 	var maxRSS, maxAnon int64
@@ -164,7 +85,7 @@ func BenchmarkIdleDiscoveredAgent(b *testing.B) {
 		case <-tick.C:
 		}
 	}
-	after, watchesAfter := proxy.snapshot()
+	after, watchesAfter := proxy.Snapshot()
 	var kinds []string
 	total := 0
 	for k, v := range after {

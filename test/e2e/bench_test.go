@@ -1,33 +1,26 @@
 package e2e
 
 import (
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 	"github.com/calico-cni-sync/calico-cni-sync/test/measure"
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 )
 
 // Benchmarks measure; they assert nothing about timings. Run them with
@@ -119,7 +112,7 @@ var cmChanges = flag.Int("cm-changes", 200, "ConfigMap changes in BenchmarkConfi
 // writes the contract requires before the rename), both timed on each change.
 func BenchmarkConfigMapToDisk(b *testing.B) {
 	e := newEnv(b, "calico-config-v3.32.yaml")
-	pid := e.startAgent().cmd.Process.Pid
+	pid := e.startAgent().Cmd.Process.Pid
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
 	floorNet, floorPid := startFloor(b, e)
 	agentW := newFileWaiter(b, e.net, "10-calico.conflist")
@@ -258,45 +251,12 @@ func BenchmarkEditToCondition(b *testing.B) {
 	report(b, "edit-to-condition", samples)
 }
 
-// countingProxy forwards to the API server and counts requests by verb
-// (watch counted apart), so idle traffic is measured, not assumed.
-type countingProxy struct {
-	srv               *httptest.Server
-	requests, watches atomic.Int64
-}
-
-func newCountingProxy(b *testing.B) *countingProxy {
-	rt, err := rest.TransportFor(cp.Config)
-	must(b, err)
-	target, _ := url.Parse("https://" + cp.Host())
-	p := &countingProxy{}
-	rp := &httputil.ReverseProxy{Transport: rt, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(target)
-		pr.Out.Header.Del("Authorization") // the proxy's own client certificate authenticates
-	}}
-	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1" {
-			p.watches.Add(1)
-		} else {
-			p.requests.Add(1)
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	p.srv.Listener, err = net.Listen("tcp", "127.0.0.1:0")
-	must(b, err)
-	p.srv.StartTLS()
-	b.Cleanup(p.srv.Close)
-	return p
-}
-
 // BenchmarkIdleAgent: an idle agent over 60 s: RSS, CPU, API requests.
 func BenchmarkIdleAgent(b *testing.B) {
 	e := newEnv(b, "calico-config-v3.32.yaml")
-	proxy := newCountingProxy(b)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.srv.Certificate().Raw})
-	cfg := &rest.Config{Host: proxy.srv.URL, BearerToken: "via-proxy", TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+	proxy := harness.NewProxy(b, cp.Config, cp.Host())
 	kc := filepath.Join(e.dir, "proxied.kubeconfig")
-	must(b, cp.WriteKubeconfig(kc, cfg))
+	must(b, cp.WriteKubeconfig(kc, proxy.Config()))
 	e.kubeconfig = kc
 	a := e.startAgent("--token-check-period", "10m")
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
@@ -311,7 +271,7 @@ func BenchmarkIdleAgent(b *testing.B) {
 	// no request for a whole second.
 	seen, stableSince := int64(-1), time.Now()
 	e.eventually(30*time.Second, "start-up traffic over", func() error {
-		if n := proxy.requests.Load(); n != seen {
+		if n := proxy.Requests(); n != seen {
 			seen, stableSince = n, time.Now()
 		}
 		if time.Since(stableSince) < time.Second {
@@ -319,8 +279,8 @@ func BenchmarkIdleAgent(b *testing.B) {
 		}
 		return nil
 	})
-	pid := a.cmd.Process.Pid
-	cpu0, req0, watch0 := cpuTicks(b, pid), proxy.requests.Load(), proxy.watches.Load()
+	pid := a.Cmd.Process.Pid
+	cpu0, req0, watch0 := cpuTicks(b, pid), proxy.Requests(), proxy.Watches()
 	b.ResetTimer()
 	var maxRSS, maxAnon int64
 	end := time.After(60 * time.Second)
@@ -339,10 +299,10 @@ func BenchmarkIdleAgent(b *testing.B) {
 	b.ReportMetric(float64(maxRSS)/1024, "rss-MiB")
 	b.ReportMetric(float64(maxAnon)/1024, "rss-anon-MiB")
 	b.ReportMetric(cpu/60*100, "cpu-%")
-	b.ReportMetric(float64(proxy.requests.Load()-req0), "api-requests")
-	b.ReportMetric(float64(proxy.watches.Load()-watch0), "new-watches")
+	b.ReportMetric(float64(proxy.Requests()-req0), "api-requests")
+	b.ReportMetric(float64(proxy.Watches()-watch0), "new-watches")
 	fmt.Printf("idle 60s: rss=%.1fMiB (anonymous %.1fMiB) cpu=%.2fs (%.2f%%) api-requests=%d new-watches=%d (open at start: %d)\n",
-		float64(maxRSS)/1024, float64(maxAnon)/1024, cpu, cpu/60*100, proxy.requests.Load()-req0, proxy.watches.Load()-watch0, watch0)
+		float64(maxRSS)/1024, float64(maxAnon)/1024, cpu, cpu/60*100, proxy.Requests()-req0, proxy.Watches()-watch0, watch0)
 }
 
 // BenchmarkOnce: --once wall time against the local API server, on an empty

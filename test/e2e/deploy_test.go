@@ -272,7 +272,7 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 	must(t, os.Rename(path+".edit", path))
 	e.waitCondition(e.node, corev1.ConditionTrue, "Drifted", "plugins.0.mtu")
 	e.waitEvent(e.node, "DriftDetected", "plugins.0.mtu")
-	if out := a.output(); regexp.MustCompile(`(?i)forbidden`).MatchString(out) {
+	if out := a.Output(); regexp.MustCompile(`(?i)forbidden`).MatchString(out) {
 		t.Errorf("the agent was refused something:\n%s", tail(out))
 	}
 

@@ -24,8 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
-	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // Suite-wide: one control plane and one binary for the package.
@@ -37,28 +37,15 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		dir, err := os.MkdirTemp("", "calico-cni-sync-e2e")
+		flag.Parse() // the benchmark flags say which binary to build
+		var stop func()
+		var err error
+		cp, binary, stop, err = harness.Setup("e2e")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		binary = filepath.Join(dir, "calico-cni-sync")
-		// Tests run the agent under the race detector; benchmarks measure
-		// the binary as it ships (static, as the Dockerfile builds it).
-		flag.Parse()
-		if err := agentbin.ForThisRun(binary); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		cp, err = controlplane.Start(ctx, controlplane.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = cp.Stop() }()
+		defer stop()
 		return m.Run()
 	}())
 }
@@ -158,20 +145,7 @@ func (e *env) editConfigMap(key, old, new string) {
 // real token controller has populated it.
 func (e *env) newTokenSecret(name string) string {
 	e.t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
-		Type: corev1.SecretTypeServiceAccountToken}
-	_, err := e.client.CoreV1().Secrets(e.ns).Create(e.ctx, s, metav1.CreateOptions{})
-	must(e.t, err)
-	e.eventually(time.Minute, "token Secret populated", func() error {
-		got, err := e.client.CoreV1().Secrets(e.ns).Get(e.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(got.Data["token"]) == 0 || len(got.Data["ca.crt"]) == 0 {
-			return fmt.Errorf("not populated yet")
-		}
-		return nil
-	})
+	harness.NewTokenSecret(e.t, e.ctx, e.client, e.ns, name)
 	return name
 }
 

@@ -94,7 +94,7 @@ func TestMetricsLint(t *testing.T) {
 // scrape is the agent's /metrics in the text format, as Prometheus asks.
 func scrape(t *testing.T, a *agent) []byte {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+a.addr+"/metrics", nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+a.Addr()+"/metrics", nil)
 	must(t, err)
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := http.DefaultClient.Do(req)

@@ -252,7 +252,7 @@ func TestNodeGuardAgent(t *testing.T) {
 	must(t, os.WriteFile(path+".edit", []byte(strings.Replace(conf, `"mtu": 0`, `"mtu": 1400`, 1)), 0o600))
 	must(t, os.Rename(path+".edit", path))
 	e.waitCondition(e.node, corev1.ConditionTrue, "Drifted", "plugins.0.mtu")
-	if out := a.output(); regexp.MustCompile(`(?i)forbidden|denied request`).MatchString(out) {
+	if out := a.Output(); regexp.MustCompile(`(?i)forbidden|denied request`).MatchString(out) {
 		t.Errorf("the agent was refused something:\n%s", tail(out))
 	}
 }

@@ -50,7 +50,7 @@ type procSampler struct {
 func newProcSampler(a *agent, apiServer string) *procSampler {
 	_, port, _ := strings.Cut(apiServer, ":")
 	n, _ := strconv.Atoi(port)
-	return &procSampler{pid: a.cmd.Process.Pid, addr: a.addr, apiPort: fmt.Sprintf("%04X", n), client: &http.Client{Timeout: 10 * time.Second}}
+	return &procSampler{pid: a.Cmd.Process.Pid, addr: a.Addr(), apiPort: fmt.Sprintf("%04X", n), client: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (p *procSampler) run(ctx context.Context, began time.Time, every time.Duration) {

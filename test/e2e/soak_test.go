@@ -155,7 +155,7 @@ func TestSoak(t *testing.T) {
 
 	a.stop()
 	for i, tok := range s.tokens {
-		if strings.Contains(a.output(), tok) {
+		if strings.Contains(a.Output(), tok) {
 			t.Errorf("the agent's output shows token %d of %d", i+1, len(s.tokens))
 		}
 	}

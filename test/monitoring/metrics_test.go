@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
-	csync "github.com/calico-cni-sync/calico-cni-sync/sync"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 )
 
 // family is one metric family the agent exports: its type and label names.
@@ -28,7 +28,7 @@ type family struct {
 // only once it has a child, so each gets one.
 func exportedFamilies(t *testing.T) map[string]family {
 	t.Helper()
-	m := csync.NewMetrics()
+	m := status.NewMetrics()
 	fields := reflect.ValueOf(m).Elem()
 	for i := range fields.NumField() {
 		f := fields.Field(i)

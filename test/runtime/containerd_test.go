@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // containerdConfig is the smallest config under which containerd 1.6's CRI
@@ -244,14 +244,7 @@ func failed(rs []reload) (n int, sample []string) {
 // eventually polls check until it passes or the deadline: no sleep-and-hope.
 func eventually(t testing.TB, ctx context.Context, timeout time.Duration, what string, check func() error) {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = check()
-		return last == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s: %v", what, timeout, last)
-	}
+	harness.Eventually(t, ctx, timeout, what, check)
 }
 
 func must(t testing.TB, err error) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -78,20 +79,7 @@ func (e *env) eventually(timeout time.Duration, what string, check func() error)
 // real token controller has populated it.
 func (e *env) newTokenSecret(name string) string {
 	e.t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
-		Type: corev1.SecretTypeServiceAccountToken}
-	_, err := e.client.CoreV1().Secrets(e.ns).Create(e.ctx, s, metav1.CreateOptions{})
-	must(e.t, err)
-	e.eventually(time.Minute, "token Secret populated", func() error {
-		got, err := e.client.CoreV1().Secrets(e.ns).Get(e.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(got.Data["token"]) == 0 || len(got.Data["ca.crt"]) == 0 {
-			return fmt.Errorf("not populated yet")
-		}
-		return nil
-	})
+	harness.NewTokenSecret(e.t, e.ctx, e.client, e.ns, name)
 	return name
 }
 
@@ -250,12 +238,4 @@ func writeByRename(t testing.TB, path string, data []byte) {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	must(t, os.WriteFile(tmp, data, 0o644))
 	must(t, os.Rename(tmp, path))
-}
-
-func tail(s string) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	return strings.Join(lines, "\n")
 }

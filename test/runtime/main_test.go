@@ -13,7 +13,6 @@
 package runtime
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -21,10 +20,9 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // Suite-wide: one control plane and one agent binary for the package.
@@ -43,27 +41,14 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		dir, err := os.MkdirTemp("", "calico-cni-sync-runtime")
+		var stop func()
+		var err error
+		cp, binary, stop, err = harness.Setup("runtime")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		binary = filepath.Join(dir, "calico-cni-sync")
-		// Tests run the agent under the race detector; benchmarks measure
-		// the binary as it ships (static, as the Dockerfile builds it).
-		if err := agentbin.ForThisRun(binary); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		cp, err = controlplane.Start(ctx, controlplane.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = cp.Stop() }()
+		defer stop()
 		return m.Run()
 	}())
 }

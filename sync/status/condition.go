@@ -1,0 +1,173 @@
+package status
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+)
+
+// ConditionType is the Node condition the agent owns.
+const ConditionType corev1.NodeConditionType = "CalicoCNIConfigDrift"
+
+// Event reasons. ReasonTokenRejected is a condition reason too; the
+// condition's other reasons are the file states.
+const (
+	ReasonConfigWritten  = "ConfigWritten"
+	ReasonTokenRotated   = "TokenRotated"
+	ReasonDriftDetected  = "DriftDetected"
+	ReasonConfigRestored = "ConfigRestored"
+	ReasonRenderFailed   = "RenderFailed"
+	ReasonTokenRejected  = "TokenRejected"
+	ReasonTokenRepaired  = "TokenRepaired"
+)
+
+// restartWarningFor is what every drift message must say, for the install
+// the inputs came from.
+func restartWarningFor(src *inputs.SourceInfo) string {
+	if src == nil {
+		return inputs.KindManifest.RestartWarning()
+	}
+	return src.Install.RestartWarning()
+}
+
+// ConditionFor is the Node condition for a report: False when every file is
+// InSync, Unknown for Error, True otherwise (reason TokenRejected when the API
+// server rejects the token the files hold).
+func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
+	c := corev1.NodeCondition{Type: ConditionType}
+	worst := rep.Worst()
+	var problems []string
+	for _, f := range rep.Files {
+		if f.State == cniconf.InSync {
+			continue
+		}
+		p := fmt.Sprintf("%s is %s", f.Path, f.State)
+		if len(f.ChangedPaths) > 0 {
+			p += " (changed: " + strings.Join(f.ChangedPaths, ", ") + ")"
+		}
+		if f.Message != "" {
+			p += ": " + f.Message
+		}
+		problems = append(problems, p)
+	}
+	switch {
+	case worst == cniconf.Error:
+		c.Status, c.Reason = corev1.ConditionUnknown, string(cniconf.Error)
+		c.Message = strings.Join(problems, "; ")
+	case rep.Token.Accepted != nil && !*rep.Token.Accepted:
+		c.Status, c.Reason = corev1.ConditionTrue, ReasonTokenRejected
+		c.Message = "the API server rejects the token in this node's CNI files: " + advice
+		if len(problems) > 0 {
+			c.Message += "; " + strings.Join(problems, "; ")
+		}
+	case worst == cniconf.InSync:
+		c.Status, c.Reason = corev1.ConditionFalse, string(cniconf.InSync)
+		c.Message = "the CNI files match the ConfigMap and the current token"
+	default:
+		c.Status, c.Reason = corev1.ConditionTrue, string(worst)
+		c.Message = strings.Join(problems, "; ") + "; " + restartWarningFor(rep.Source)
+	}
+	c.Message = cniconf.Redact(c.Message)
+	return c
+}
+
+// Node states that are no file state: the node has no condition yet, or its
+// agent is gone.
+const (
+	StateUnknown = "Unknown"
+	StateStale   = "Stale"
+)
+
+// NodeState is the condition read back: one row of report.
+type NodeState struct {
+	Name    string     `json:"name"`
+	State   string     `json:"state"`
+	Reason  string     `json:"reason"`
+	Message string     `json:"message"`
+	Since   *time.Time `json:"since"`
+}
+
+// NodeStateOf decodes a Node's condition, the inverse of ConditionFor: the
+// state is the condition's reason (a file state, or TokenRejected), InSync
+// when its status is False; a Node without the condition is Unknown; a Node
+// whose agent is not alive (fresh is false: its Lease is missing or
+// stale) is Stale, whatever its condition says.
+func NodeStateOf(node *corev1.Node, fresh bool) NodeState {
+	row := NodeState{Name: node.Name, State: StateUnknown}
+	for _, c := range node.Status.Conditions {
+		if c.Type != ConditionType {
+			continue
+		}
+		row.State, row.Reason, row.Message = c.Reason, c.Reason, cniconf.Redact(c.Message)
+		if c.Status == corev1.ConditionFalse {
+			row.State = string(cniconf.InSync)
+		}
+		if !c.LastTransitionTime.IsZero() {
+			t := c.LastTransitionTime.UTC()
+			row.Since = &t
+		}
+		if !fresh {
+			row.State = StateStale
+			row.Message = "the agent's Lease is missing or older than twice the resync period: the agent is gone, and this condition may be out of date; " + row.Message
+		}
+	}
+	return row
+}
+
+// rank orders node states: problems first, most severe first.
+func rank(s string) int {
+	switch s {
+	case string(cniconf.InSync):
+		return 100
+	case StateUnknown:
+		return 50
+	case StateStale:
+		return 40
+	case ReasonTokenRejected:
+		return -1
+	}
+	return cniconf.State(s).Severity()
+}
+
+// SortNodeStates puts problems first, most severe first, then by name.
+func SortNodeStates(rows []NodeState) {
+	sort.SliceStable(rows, func(i, j int) bool {
+		if ri, rj := rank(rows[i].State), rank(rows[j].State); ri != rj {
+			return ri < rj
+		}
+		return rows[i].Name < rows[j].Name
+	})
+}
+
+// TokenEvidence is what the node's condition says about the CNI's token,
+// when it says the token was stale or rejected; "" otherwise (no
+// condition, or another state).
+func TokenEvidence(node string, cond *corev1.NodeCondition) string {
+	if cond == nil || cond.Type != ConditionType {
+		return ""
+	}
+	switch cond.Reason {
+	case string(cniconf.StaleToken):
+		return fmt.Sprintf("node %s's %s condition is %s: the CNI's token on the node was stale", node, ConditionType, cond.Reason)
+	case ReasonTokenRejected:
+		return fmt.Sprintf("node %s's %s condition is %s: the API server rejected the CNI's token on the node", node, ConditionType, cond.Reason)
+	}
+	return ""
+}
+
+// ConditionOf is the node's condition, nil when it has none.
+func ConditionOf(node *corev1.Node) *corev1.NodeCondition {
+	for i := range node.Status.Conditions {
+		if c := &node.Status.Conditions[i]; c.Type == ConditionType {
+			return c
+		}
+	}
+	return nil
+}

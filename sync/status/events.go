@@ -1,0 +1,203 @@
+package status
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
+)
+
+// Reporter tells the cluster what the agent sees: the Node condition, Events
+// on the Node, and the status file. It remembers what it last said so a
+// persisting state is neither re-patched nor re-announced.
+type Reporter struct {
+	client     kubernetes.Interface
+	node       string
+	recorder   record.EventRecorder
+	statusFile string
+	logger     *slog.Logger
+	// advice tells what to do about a rejected token, per source.
+	advice string
+
+	last      *corev1.NodeCondition
+	announced map[string]string // per file: the drift already announced
+	renderErr string
+	rejected  bool
+}
+
+// NewReporter starts an event broadcaster for the node. Stop it with the
+// returned function.
+// Events go through their own client (events), so that a burst of them never
+// queues the condition patch behind client-side rate limiting.
+func NewReporter(client, events kubernetes.Interface, node, statusFile, advice string, logger *slog.Logger) (*Reporter, func()) {
+	// The agent announces each change once, so the correlator's spam
+	// filter only needs to stop a runaway, not a busy day of rotations.
+	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: 100, QPS: 1}))
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: events.CoreV1().Events("")})
+	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "calico-cni-sync", Host: node})
+	return &Reporter{client: client, node: node, recorder: rec, statusFile: statusFile, logger: logger,
+		advice: advice, announced: map[string]string{}}, b.Shutdown
+}
+
+// nodeRef names the Node as the kubelet does (UID = name), so the events
+// show in kubectl describe node.
+func (r *Reporter) nodeRef() *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Node", Name: r.node, UID: types.UID(r.node)}
+}
+
+// Announce raises the events one reconcile's outcome calls for. The
+// recorder queues them for its own goroutine and client: announcing never
+// waits for the API server.
+func (r *Reporter) Announce(rep *reconcile.Report, pass *reconcile.Pass, reconcileErr error) {
+	r.events(rep, pass, reconcileErr)
+}
+
+// Publish says what a report says of the node now: the condition, patched
+// only when it changed, and the status file. It may wait on the API server;
+// the agent calls it apart from its passes.
+func (r *Reporter) Publish(ctx context.Context, rep *reconcile.Report) error {
+	var errs []string
+	// The condition first: it is what the cluster waits for.
+	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := r.writeStatus(rep); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("report: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcileErr error) {
+	ref := r.nodeRef()
+	var outcomes []reconcile.Outcome
+	if pass != nil {
+		outcomes = pass.Outcomes
+	}
+	for _, o := range outcomes {
+		f := o.Now
+		switch o.Action {
+		case cniconf.ActionWritten:
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigWritten, "wrote %s (it was %s)", f.Path, o.Found)
+		case cniconf.ActionRotated:
+			if rep.Token.Policy == token.PolicyGuard {
+				who := "the token on disk"
+				if rep.Token.ManagedBy == "calico-node" {
+					who = "the token calico-node's token refresher left"
+				}
+				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRepaired,
+					"replaced the token in %s: %s was %s; wrote a token from %s", f.Path, who, orUnknown(f.Message), describeToken(rep.Token))
+			} else {
+				r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
+			}
+		case cniconf.ActionRestored:
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigRestored, "restored %s from the ConfigMap; the hand edit (%s) is backed up at %s",
+				f.Path, strings.Join(o.FoundPaths, ", "), o.Backup)
+		}
+		if o.Found == cniconf.Drifted || f.State == cniconf.Drifted {
+			paths := o.FoundPaths
+			if f.State == cniconf.Drifted {
+				paths = f.ChangedPaths
+			}
+			key := f.Path + " " + strings.Join(paths, ",") + fmt.Sprintf(" %x", sha256.Sum256([]byte(f.Diff)))
+			if r.announced[f.Path] != key {
+				r.announced[f.Path] = key
+				r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDriftDetected, "%s was edited on the node (%s): %s",
+					f.Path, strings.Join(paths, ", "), restartWarningFor(rep.Source))
+			}
+		} else {
+			delete(r.announced, f.Path)
+		}
+	}
+	var errMsgs []string
+	for _, f := range rep.Files {
+		if f.State == cniconf.Error {
+			errMsgs = append(errMsgs, f.Message)
+		}
+	}
+	if msg := strings.Join(errMsgs, "; "); msg != "" && msg != r.renderErr {
+		r.renderErr = msg
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRenderFailed, "cannot compute the CNI config, the files are left as they are: %s", msg)
+	} else if msg == "" && reconcileErr == nil {
+		r.renderErr = ""
+	}
+	rejected := rep.Token.Accepted != nil && !*rep.Token.Accepted
+	if rejected && !r.rejected {
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRejected, "the API server rejects the token in this node's CNI files: %s", r.advice)
+	}
+	if rep.Token.Accepted != nil {
+		r.rejected = rejected
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unhealthy"
+	}
+	return s
+}
+
+func describeToken(t token.Info) string {
+	s := "source " + t.Source
+	if t.Secret != "" {
+		s += ", Secret " + t.Secret
+	}
+	return s
+}
+
+// patchCondition patches the Node's status only when the condition changed.
+func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) error {
+	ctx, cancel := context.WithTimeout(ctx, inputs.APITimeout)
+	defer cancel()
+	if r.last == nil {
+		node, err := r.client.CoreV1().Nodes().Get(ctx, r.node, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get Node %s: %w", r.node, err)
+		}
+		for i := range node.Status.Conditions {
+			if node.Status.Conditions[i].Type == ConditionType {
+				r.last = node.Status.Conditions[i].DeepCopy()
+			}
+		}
+	}
+	if r.last != nil && r.last.Status == c.Status && r.last.Reason == c.Reason && r.last.Message == c.Message {
+		return nil
+	}
+	now := metav1.Now()
+	c.LastHeartbeatTime, c.LastTransitionTime = now, now
+	if r.last != nil && r.last.Status == c.Status {
+		c.LastTransitionTime = r.last.LastTransitionTime
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{c}}})
+	if err != nil {
+		return fmt.Errorf("encode condition: %w", err)
+	}
+	if _, err := r.client.CoreV1().Nodes().PatchStatus(ctx, r.node, patch); err != nil {
+		return fmt.Errorf("patch Node %s condition: %w", r.node, err)
+	}
+	r.last = &c
+	r.logger.Info("node condition changed", "status", c.Status, "reason", c.Reason)
+	return nil
+}
+
+// writeStatus keeps the status file equal to drift -o json.
+func (r *Reporter) writeStatus(rep *reconcile.Report) error {
+	return WriteStatusFile(r.statusFile, rep)
+}

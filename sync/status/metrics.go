@@ -1,0 +1,99 @@
+package status
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+)
+
+// Metrics are the agent's Prometheus metrics, on their own registry so tests
+// can run several agents in one process.
+type Metrics struct {
+	Registry      *prometheus.Registry
+	Reconciles    *prometheus.CounterVec
+	Writes        *prometheus.CounterVec
+	FileState     *prometheus.GaugeVec
+	TokenExpiry   prometheus.Gauge
+	TokenAccepted prometheus.Gauge
+	LastSuccess   prometheus.Gauge
+	TriggerToDisk prometheus.Histogram
+}
+
+// NewMetrics registers every metric, with the Go and process collectors.
+func NewMetrics() *Metrics {
+	const ns = "calico_cni_sync"
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "reconciles_total",
+			Help: "Reconcile passes, by result (success or error)."}, []string{"result"}),
+		Writes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "writes_total",
+			Help: "Files written, by file and by the state that caused the write."}, []string{"file", "reason"}),
+		FileState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "file_state",
+			Help: "1 for the current state of each managed file, 0 for the others."}, []string{"file", "state"}),
+		TokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "token_expiry_timestamp_seconds",
+			Help: "Expiry of the current token from its claims (0 when it has none)."}),
+		TokenAccepted: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "token_accepted",
+			Help: "1 when the API server accepted the token on disk at the last check, 0 when it rejected it, -1 unknown."}),
+		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_success_timestamp_seconds",
+			Help: "When the last reconcile succeeded."}),
+		TriggerToDisk: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "trigger_to_disk_seconds",
+			Help:    "Time from a trigger (ConfigMap, token, file event) to the file being on disk.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+	}
+	m.TokenAccepted.Set(-1)
+	// Both results exist from the start, at 0: increase() cannot see the
+	// first error of a counter that appears at 1.
+	m.Reconciles.WithLabelValues("success")
+	m.Reconciles.WithLabelValues("error")
+	m.Registry.MustRegister(m.Reconciles, m.Writes, m.FileState, m.TokenExpiry, m.TokenAccepted, m.LastSuccess, m.TriggerToDisk,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Observe records one reconcile pass.
+func (m *Metrics) Observe(rep *reconcile.Report, pass *reconcile.Pass, err error, triggered time.Time) {
+	if err != nil {
+		m.Reconciles.WithLabelValues("error").Inc()
+	} else {
+		m.Reconciles.WithLabelValues("success").Inc()
+		m.LastSuccess.SetToCurrentTime()
+	}
+	for _, f := range rep.Files {
+		for _, s := range cniconf.States() {
+			v := 0.0
+			if s == f.State {
+				v = 1
+			}
+			m.FileState.WithLabelValues(f.Path, string(s)).Set(v)
+		}
+	}
+	wrote := false
+	if pass != nil {
+		for _, o := range pass.Outcomes {
+			if o.Action != cniconf.ActionNone {
+				m.Writes.WithLabelValues(o.Now.Path, string(o.Found)).Inc()
+				wrote = true
+			}
+		}
+	}
+	if wrote && !triggered.IsZero() {
+		m.TriggerToDisk.Observe(time.Since(triggered).Seconds())
+	}
+	if rep.Token.ExpiresAt != nil {
+		m.TokenExpiry.Set(float64(rep.Token.ExpiresAt.Unix()))
+	} else if len(rep.Files) > 0 && rep.Files[0].State != cniconf.Error {
+		m.TokenExpiry.Set(0) // a token with no expiry (a legacy Secret's)
+	}
+	switch {
+	case rep.Token.Accepted == nil:
+		m.TokenAccepted.Set(-1)
+	case *rep.Token.Accepted:
+		m.TokenAccepted.Set(1)
+	default:
+		m.TokenAccepted.Set(0)
+	}
+}

@@ -1,0 +1,135 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// VerdictCache keeps the API server's verdict on each token the node's files
+// held, so a token is checked at start, when it first appears, and every
+// period, not at every pass. An unknown verdict (the server did not answer)
+// never erases a known one for the same token; the token is checked again
+// sooner instead.
+type VerdictCache struct {
+	// Check asks the API server: false rejected, nil could not tell.
+	Check  func(ctx context.Context, token string) *bool
+	Period time.Duration
+	Now    func() time.Time
+	// Confirm is how long after a legacy token's first answer, a
+	// rejection, it is asked again (0: confirmRejection).
+	Confirm time.Duration
+
+	mu      sync.Mutex
+	entries map[[32]byte]verdict
+}
+
+type verdict struct {
+	accepted *bool
+	at       time.Time // when it was last asked
+	known    time.Time // when the verdict was last known
+	// unanswered: the last check got no verdict (the server was away);
+	// the token is asked again after retryUnknown, not a whole period.
+	unanswered bool
+}
+
+// retryUnknown is how soon a token whose check failed is asked again.
+const retryUnknown = 30 * time.Second
+
+// confirmRejection is how long after a legacy token's first answer, a
+// rejection, it is asked again.
+const confirmRejection = time.Second
+
+func (c *VerdictCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Refresh checks the tokens that are due: new ones, ones whose verdict is
+// older than Period, ones whose last check failed a while ago; with force,
+// all of them. Tokens not given are forgotten.
+func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool) {
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]verdict{}
+	}
+	now := c.now()
+	var due []string
+	keep := map[[32]byte]verdict{}
+	for _, t := range tokens {
+		k := sha256.Sum256([]byte(t))
+		e, ok := c.entries[k]
+		switch {
+		case !ok, force, !e.unanswered && now.Sub(e.at) >= c.Period, e.unanswered && now.Sub(e.at) >= retryUnknown:
+			due = append(due, t)
+		}
+		keep[k] = e
+	}
+	c.entries = keep
+	c.mu.Unlock()
+	for _, t := range due {
+		v := c.Check(ctx, t)
+		if v != nil && !*v && c.Known(t) == nil && Legacy(t) {
+			v = c.confirm(ctx, t, v)
+		}
+		k := sha256.Sum256([]byte(t))
+		c.mu.Lock()
+		e := c.entries[k]
+		e.at, e.unanswered = c.now(), v == nil
+		if v != nil {
+			e.accepted, e.known = v, e.at
+		}
+		c.entries[k] = e
+		c.mu.Unlock()
+	}
+}
+
+// confirm asks about a legacy token once more before a first rejection is
+// believed. The API server authenticates a legacy Secret token against its
+// own cache of Secrets, and rejects it ("does not match server's copy") for
+// the moments before that cache has the Secret as the token controller
+// populated it; the agent, watching the same Secret, asks within them. Taken
+// at its word, the rejection would stand for a whole period.
+func (c *VerdictCache) confirm(ctx context.Context, token string, first *bool) *bool {
+	wait := c.Confirm
+	if wait == 0 {
+		wait = confirmRejection
+	}
+	select {
+	case <-time.After(wait):
+		if v := c.Check(ctx, token); v != nil {
+			return v
+		}
+	case <-ctx.Done():
+	}
+	return first
+}
+
+// Known is the last verdict known for a token, nil when none is.
+func (c *VerdictCache) Known(token string) *bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[sha256.Sum256([]byte(token))].accepted
+}
+
+// CheckNow asks the API server about one token now, whatever the cache
+// holds, and keeps the answer.
+func (c *VerdictCache) CheckNow(ctx context.Context, token string) *bool {
+	v := c.Check(ctx, token)
+	k := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]verdict{}
+	}
+	e := c.entries[k]
+	e.at, e.unanswered = c.now(), v == nil
+	if v != nil {
+		e.accepted, e.known = v, e.at
+	}
+	c.entries[k] = e
+	return v
+}

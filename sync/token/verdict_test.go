@@ -1,0 +1,81 @@
+package token
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestUnknownVerdictKeepsTheKnownOne: a check the API server does not answer
+// (a 503) keeps the last verdict for the same token, and the token is asked
+// again sooner than the period.
+func TestUnknownVerdictKeepsTheKnownOne(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	answer := ptr(false)
+	asked := 0
+	c := &VerdictCache{Period: 10 * time.Minute, Now: func() time.Time { return clock },
+		Check: func(context.Context, string) *bool { asked++; return answer }}
+	ctx := context.Background()
+	c.Refresh(ctx, []string{"tok"}, false)
+	if v := c.Known("tok"); v == nil || *v {
+		t.Fatalf("verdict %v, want rejected", v)
+	}
+	answer = nil // the API server is unavailable
+	clock = clock.Add(11 * time.Minute)
+	c.Refresh(ctx, []string{"tok"}, false)
+	if v := c.Known("tok"); v == nil || *v {
+		t.Fatalf("an unanswered check erased the known verdict: %v", v)
+	}
+	before := asked
+	clock = clock.Add(retryUnknown)
+	c.Refresh(ctx, []string{"tok"}, false)
+	if asked != before+1 {
+		t.Fatalf("an unanswered token was not asked again after %v", retryUnknown)
+	}
+	// A token no longer on disk is forgotten.
+	c.Refresh(ctx, []string{"other"}, false)
+	if c.Known("tok") != nil {
+		t.Fatal("a token gone from disk kept its verdict")
+	}
+}
+
+// TestLegacyRejectionConfirmed: the API server rejects a legacy Secret token
+// for the moments before its Secret cache holds the populated Secret; a first
+// rejection of such a token is asked again before it is believed. A bound
+// token's rejection is believed at once, and a later rejection of a token
+// once accepted too.
+func TestLegacyRejectionConfirmed(t *testing.T) {
+	legacy := jwt(t, map[string]any{"sub": "system:serviceaccount:kube-system:calico-node"})
+	bound := jwt(t, map[string]any{"sub": "system:serviceaccount:kube-system:calico-node", "exp": 4102444800})
+	for _, c := range []struct {
+		name    string
+		token   string
+		answers []bool
+		asks    int
+		want    bool
+	}{
+		{"legacy, rejected while the cache is behind", legacy, []bool{false, true}, 2, true},
+		{"legacy, rejected for good", legacy, []bool{false, false}, 2, false},
+		{"bound, rejected", bound, []bool{false, true}, 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			asked := 0
+			v := &VerdictCache{Period: 10 * time.Minute, Confirm: time.Millisecond,
+				Check: func(context.Context, string) *bool { asked++; return ptr(c.answers[asked-1]) }}
+			v.Refresh(context.Background(), []string{c.token}, false)
+			if got := v.Known(c.token); got == nil || *got != c.want || asked != c.asks {
+				t.Errorf("verdict %v after %d checks, want %t after %d", got, asked, c.want, c.asks)
+			}
+		})
+	}
+	// Accepted once, a later rejection stands: the cache cannot be behind.
+	answers := []bool{true, false, true}
+	asked := 0
+	v := &VerdictCache{Period: time.Nanosecond, Confirm: time.Millisecond,
+		Check: func(context.Context, string) *bool { asked++; return ptr(answers[asked-1]) }}
+	v.Refresh(context.Background(), []string{legacy}, false)
+	v.Refresh(context.Background(), []string{legacy}, false)
+	if got := v.Known(legacy); got == nil || *got || asked != 2 {
+		t.Errorf("verdict %v after %d checks, want rejected after 2", got, asked)
+	}
+}
