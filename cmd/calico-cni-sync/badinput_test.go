@@ -25,6 +25,9 @@ func TestBadInputLeavesTheFileAlone(t *testing.T) {
 		{name: "newline in a value", spoil: func(t *testing.T, n *node) { t.Setenv("CNI_MTU", "1500\n9000") }, wantErr: "CNI_MTU"},
 		{name: "no template", spoil: func(t *testing.T, n *node) { n.editConfigMap("cni_network_config:", "other_key:") }, wantErr: "no cni_network_config"},
 		{name: "empty token file", spoil: func(t *testing.T, n *node) { must(t, os.WriteFile(n.tok, nil, 0o600)) }, wantErr: "--token-file"},
+		{name: "token file not UTF-8", spoil: func(t *testing.T, n *node) {
+			must(t, os.WriteFile(n.tok, []byte("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0\xff\xfe.c2ln"), 0o600))
+		}, args: []string{"--token-policy", "own"}, wantErr: "--token-file " + "%TOK%" + " for the calico-kubeconfig's token is not valid UTF-8"},
 		{name: "missing ConfigMap file", spoil: func(t *testing.T, n *node) { must(t, os.Remove(n.cm)) }, wantErr: "--configmap-file"},
 	}
 	for _, tc := range tests {
@@ -39,8 +42,8 @@ func TestBadInputLeavesTheFileAlone(t *testing.T) {
 				if code != 2 {
 					t.Errorf("%v: exit %d, want 2\n%s", mode, code, out)
 				}
-				if !strings.Contains(out, tc.wantErr) {
-					t.Errorf("%v: output lacks %q:\n%s", mode, tc.wantErr, out)
+				if want := strings.ReplaceAll(tc.wantErr, "%TOK%", n.tok); !strings.Contains(out, want) {
+					t.Errorf("%v: output lacks %q:\n%s", mode, want, out)
 				}
 			}
 			if n.read("10-calico.conflist") != before || n.read("calico-kubeconfig") != beforeKC {

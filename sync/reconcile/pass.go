@@ -121,6 +121,7 @@ func (r *Reconciler) render(in *inputs.Install, tok token.Token) (*cniconf.Desir
 	ins := &cniconf.Inputs{
 		Template: in.Template, Env: in.Env, NodeName: r.NodeName, NetDir: r.Dir.NetDir, KubeconfigDir: in.KubeconfigDir,
 		KubeconfigName: r.KubeconfigName, VethMTU: in.VethMTU, EtcdEndpoints: in.EtcdEndpoints, Token: tok.Value, CA: ca,
+		TokenFrom: tok.Origin(),
 	}
 	want, err := cniconf.BuildDesired(ins, confName)
 	if err != nil {
