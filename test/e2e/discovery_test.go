@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // installCNIKubeconfig is __KUBECONFIG_FILEPATH__ as install-cni renders it
@@ -206,7 +208,7 @@ func TestDiscoveryManifestPodWinsOverTemplate(t *testing.T) {
 func TestDiscoverySeedEraV26(t *testing.T) {
 	e := newInstallEnv(t, "kube-system")
 	e.requireNoDaemonSet("calico-system", "calico-node")
-	e.applyInstall("manifest-v2.6.yaml", servedAPIs, cniHostPath(t, e.net))
+	e.applyInstall("manifest-v2.6.yaml", harness.ServedAPIs, cniHostPath(t, e.net))
 	n := seq.Add(1)
 	secret := func(i int) string {
 		name := fmt.Sprintf("calico-node-token-e2e%d-%d", n, i)

@@ -113,23 +113,6 @@ func cniHostPath(t testing.TB, dir string) installEdit {
 	}
 }
 
-// servedAPIs gives the v2.6 manifest the API versions a current API server
-// serves, the minimal change installs/README.md names: a DaemonSet in
-// apps/v1 (it already has a selector), RBAC in v1. Its ClusterRole also
-// loses the namespace it never had any use for.
-func servedAPIs(u *unstructured.Unstructured) bool {
-	switch u.GetAPIVersion() {
-	case "extensions/v1beta1":
-		u.SetAPIVersion("apps/v1")
-	case "rbac.authorization.k8s.io/v1beta1":
-		u.SetAPIVersion("rbac.authorization.k8s.io/v1")
-	}
-	if u.GetKind() == "ClusterRole" || u.GetKind() == "ClusterRoleBinding" {
-		u.SetNamespace("")
-	}
-	return true
-}
-
 // applyInstall applies a fixture, edited, with kubectl apply --server-side
 // as an operator would, and deletes every object at cleanup (finalizers
 // removed: the operator's objects carry tigera.io/cni-protector, and no

@@ -92,21 +92,6 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func(ctx cont
 // installEdit changes a fixture's object before it is applied; false drops it.
 type installEdit func(*unstructured.Unstructured) bool
 
-// servedAPIs gives the v2.6 manifest the API versions a current API server
-// serves (a DaemonSet in apps/v1, RBAC in v1), nothing else.
-func servedAPIs(u *unstructured.Unstructured) bool {
-	switch u.GetAPIVersion() {
-	case "extensions/v1beta1":
-		u.SetAPIVersion("apps/v1")
-	case "rbac.authorization.k8s.io/v1beta1":
-		u.SetAPIVersion("rbac.authorization.k8s.io/v1")
-	}
-	if u.GetKind() == "ClusterRole" || u.GetKind() == "ClusterRoleBinding" {
-		u.SetNamespace("")
-	}
-	return true
-}
-
 // applyInstall applies an install fixture as its user would, after the
 // edits, with kubectl apply --server-side. The operator's fixture carries
 // the real cluster's Service address (10.96.0.1, never dialled here): it

@@ -2,10 +2,10 @@ package realnode
 
 import (
 	"context"
+	"github.com/calico-cni-sync/calico-cni-sync/test/harness"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -54,7 +54,7 @@ var (
 	// The seed's cluster: the token in the conf, from calico-node's legacy
 	// token Secret, which was deleted and regenerated under a new name.
 	manifestV26 = install{
-		fixture: "manifest-v2.6.yaml", edits: []installEdit{servedAPIs}, manifests: "manifests/overlays/legacy-secret",
+		fixture: "manifest-v2.6.yaml", edits: []installEdit{harness.ServedAPIs}, manifests: "manifests/overlays/legacy-secret",
 		conf: "10-calico.conf", account: "kube-system/calico-node", unauthorized: `failed (add): Unauthorized`,
 		prepare: func(c *cluster) { c.legacyTokenSecret("calico-node-token-seed1") },
 		breakToken: func(c *cluster) {
@@ -87,16 +87,5 @@ func (c *cluster) waitRejected(token string) {
 // until the token controller has filled it in.
 func (c *cluster) legacyTokenSecret(name string) {
 	c.t.Helper()
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system",
-			Annotations: map[string]string{corev1.ServiceAccountNameKey: "calico-node"}},
-		Type: corev1.SecretTypeServiceAccountToken,
-	}
-	if _, err := c.cp.Client.CoreV1().Secrets("kube-system").Create(c.ctx, s, metav1.CreateOptions{}); err != nil {
-		c.t.Fatal(err)
-	}
-	c.waitFor("token Secret "+name+" populated", time.Minute, func(ctx context.Context) (bool, error) {
-		s, err := c.cp.Client.CoreV1().Secrets("kube-system").Get(ctx, name, metav1.GetOptions{})
-		return err == nil && len(s.Data["token"]) > 0, err
-	})
+	harness.NewTokenSecret(c.t, c.ctx, c.cp.Client, "kube-system", name)
 }
