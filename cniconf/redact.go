@@ -28,7 +28,9 @@ var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A
 // file gives no parse to find them by).
 var tokenFields = []*regexp.Regexp{
 	regexp.MustCompile(`("k8s_auth_token"\s*:\s*")((?:[^"\\]|\\.)+)`),
-	regexp.MustCompile(`(?m)(^[ \t]*(?:-[ \t]+)?token:[ \t]*"?)([^"\s]+)`),
+	// The value alone on its line, as a kubeconfig writes it: a report's
+	// "token: policy guard, ..." line is prose, not a token.
+	regexp.MustCompile(`(?m)(^[ \t]*(?:-[ \t]+)?token:[ \t]*"?)([^"\s]+)("?[ \t]*$)`),
 }
 
 // Redact hides the given tokens, the values of token fields, and anything
@@ -46,7 +48,7 @@ func Redact(s string, tokens ...string) string {
 			if strings.HasPrefix(sub[2], "<token") { // already redacted
 				return m
 			}
-			return sub[1] + RedactedToken(sub[2])
+			return sub[1] + RedactedToken(sub[2]) + strings.Join(sub[3:], "")
 		})
 	}
 	return s

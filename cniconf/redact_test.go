@@ -32,7 +32,12 @@ func TestRedactTokenFields(t *testing.T) {
 			}
 		})
 	}
-	if got := Redact(`"tokenFile: x", "cniVersion": "1.0.0"`); got != `"tokenFile: x", "cniVersion": "1.0.0"` {
-		t.Errorf("redacted what holds no token: %q", got)
+	for _, prose := range []string{
+		`"tokenFile: x", "cniVersion": "1.0.0"`,
+		"token: policy guard, managed by calico-node, source tokenrequest\n",
+	} {
+		if got := Redact(prose); got != prose {
+			t.Errorf("redacted what holds no token: %q", got)
+		}
 	}
 }
