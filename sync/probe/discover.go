@@ -70,8 +70,10 @@ func (t Target) Credential() (Credential, error) { return t.load() }
 // Result is the verdict on one credential, as reported (JSON
 // credentials[]). It never holds the token.
 type Result struct {
-	Path    string  `json:"path"`
-	Plugin  string  `json:"plugin"`
+	Path   string `json:"path"`
+	Plugin string `json:"plugin"`
+	// Verdict is empty when the credential could not be read (the file
+	// is missing, odd or does not parse); Message says why.
 	Verdict Verdict `json:"verdict"`
 	Message string  `json:"message"`
 	// Subject is the token's user name by its claims.
@@ -300,6 +302,7 @@ func (d Dir) ProbeAll(ctx context.Context, p Prober) ([]Result, error) {
 		if o.Verdict == Forbidden {
 			r.Message += "; " + Hint(t.Plugin, o.Subject)
 		}
+		r.Message = cniconf.Redact(r.Message, cred.Token)
 		out = append(out, r)
 	}
 	return out, nil

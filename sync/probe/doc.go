@@ -80,7 +80,10 @@
 // token's digest, as token.VerdictCache keys the API server's verdicts),
 // then once per check period, and at once after a sandbox failure event
 // (FailedCreatePodSandBox or FailedKillPod) for a pod on its node; an
-// unreachable verdict keeps the last one and is retried sooner.
+// unreachable verdict keeps the last one and is retried sooner. A legacy
+// Secret token's first rejected is asked once more a moment later before
+// it is believed, as token.VerdictCache does: the API server rejects such
+// a token for the moments before its cache has the Secret.
 //
 // What a verdict leads to, for Calico's own credential:
 //

@@ -192,8 +192,8 @@ func (p Prober) Probe(ctx context.Context, cred Credential, req Request) Outcome
 	if judge(&out, err, Access{Verb: "create", Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}, cred); out.Verdict != OK {
 		return out
 	}
-	if u := ssr.Status.UserInfo.Username; u != "" {
-		out.Subject = u
+	if err == nil && ssr != nil && ssr.Status.UserInfo.Username != "" {
+		out.Subject = ssr.Status.UserInfo.Username
 	}
 	for _, a := range req.Needs {
 		out.Requests++
