@@ -243,3 +243,30 @@ func TestFromCalicoEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverCalicoV2: a v2.x conf holds its own token; the credential's
+// path is the conf, and the request its policy driver made first.
+func TestDiscoverCalicoV2(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "10-calico.conf"), `{"name":"k8s-pod-network","cniVersion":"0.1.0","type":"calico",
+		"policy":{"type":"k8s","k8s_api_root":"https://10.96.0.1:443","k8s_auth_token":"conf-token"},
+		"kubernetes":{"kubeconfig":"/etc/cni/net.d/calico-kubeconfig"}}`)
+	targets, err := Dir{Path: dir, HostPath: "/etc/cni/net.d", PodNamespace: "kube-system", PodName: "agent-x"}.Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(targets) != 1 {
+		t.Fatalf("%d targets, want 1", len(targets))
+	}
+	tg := targets[0]
+	if got := fmt.Sprintf("%s %s %s", tg.Plugin, tg.Path, describe(tg.Request)); got != "calico /etc/cni/net.d/10-calico.conf GET /api/v1/namespaces/kube-system/pods/agent-x" {
+		t.Errorf("target %s", got)
+	}
+	cred, err := tg.Credential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Server != "https://10.96.0.1:443" || cred.Token != "conf-token" {
+		t.Errorf("credential server %q token %q", cred.Server, cred.Token)
+	}
+}
