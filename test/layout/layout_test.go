@@ -20,6 +20,7 @@ var never = map[string][]string{
 	"cniconf":         {module + "/sync/", module + "/cmd/", "k8s.io/client-go/"},
 	"sync/token":      {module + "/", "k8s.io/client-go/", "k8s.io/api/"},
 	"sync/installcni": {module + "/sync/", module + "/cmd/", "k8s.io/client-go/"},
+	"sync/probe":      {module + "/sync/inputs", module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/suggest":    {module + "/sync/inputs", module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", "k8s.io/client-go/"},
 	"sync/inputs":     {module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/reconcile":  {module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
