@@ -124,9 +124,12 @@ func operatorEdit(e cniconf.TracedEdit, disk, desired any) cniconf.Suggestion {
 
 // specVersionEdit is the suggestion for an edit of the conf's cniVersion.
 func specVersionEdit(e cniconf.TracedEdit, disk any) cniconf.Suggestion {
+	if e.Removed {
+		return none(e.Path, "the operator always writes a cniVersion, from "+specVersion.Field+": no Installation field removes it")
+	}
 	v, _ := at(disk, e.Path)
 	value, ok := specVersion.Value(v)
-	if e.Removed || !ok {
+	if !ok {
 		return none(e.Path, fmt.Sprintf("%s (Auto, 0.3.1, 0.4.0 or 1.0.0) cannot hold the value %v: the operator renders cniVersion from it, with another value", specVersion.Field, v))
 	}
 	return installation(e.Path, specVersion.Field, value, "the operator renders cniVersion of cni-config from "+specVersion.Field+

@@ -121,6 +121,8 @@ func TestFor(t *testing.T) {
 				Command: `kubectl patch installation default --type merge -p '{"spec":{"cni":{"specVersion":"1.0.0"}}}'`}},
 		{"operator cniVersion the field cannot hold", "operator-master.yaml", true, func(m map[string]any) { m["cniVersion"] = "1.1.0" },
 			cniconf.Suggestion{Path: "cniVersion", Kind: KindNone}},
+		{"operator cniVersion removed", "operator-master.yaml", true, func(m map[string]any) { delete(m, "cniVersion") },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindNone}},
 		{"manifest cniVersion in the template", "manifest-v3.32.yaml", false, func(m map[string]any) { m["cniVersion"] = "1.0.0" },
 			cniconf.Suggestion{Path: "cniVersion", Kind: KindTemplate, Target: "kube-system/configmap/calico-config", Key: "cni_network_config", Value: "1.0.0",
 				Command: `kubectl patch configmap calico-config -n kube-system --type merge -p '{"data":{"cni_network_config":"{\n`}},
