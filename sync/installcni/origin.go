@@ -21,12 +21,27 @@ const (
 	OriginEmpty OriginKind = "empty"
 )
 
+// OperatorIgnoreAnnotation, set to "true" on an object the tigera operator
+// manages, makes the operator stop updating that object
+// (pkg/controller/utils: IgnoreObject): a cni-config so marked no longer
+// follows the Installation.
+const OperatorIgnoreAnnotation = "unsupported.operator.tigera.io/ignore"
+
 // Origin is where one variable of install-cni's environment is set.
 type Origin struct {
 	Kind OriginKind
 	// ConfigMap is namespace/name and Key the key, for OriginConfigMapKey.
 	ConfigMap string
 	Key       string
+	// OperatorIgnored: the ConfigMap carries OperatorIgnoreAnnotation
+	// "true", so the tigera operator no longer writes it.
+	OperatorIgnored bool
+}
+
+// configMapOrigin is the origin of a key of cm.
+func (rs *resolution) configMapOrigin(cm *corev1.ConfigMap, key string) Origin {
+	return Origin{Kind: OriginConfigMapKey, ConfigMap: rs.namespace + "/" + cm.Name, Key: key,
+		OperatorIgnored: cm.Annotations[OperatorIgnoreAnnotation] == "true"}
 }
 
 // origins records where each variable of c's environment is set, following
@@ -46,7 +61,7 @@ func (rs *resolution) origins(c *corev1.Container) map[string]Origin {
 			continue
 		}
 		for k := range cm.Data {
-			out[from.Prefix+k] = Origin{Kind: OriginConfigMapKey, ConfigMap: rs.namespace + "/" + cm.Name, Key: k}
+			out[from.Prefix+k] = rs.configMapOrigin(cm, k)
 		}
 	}
 	for _, e := range c.Env {
@@ -59,7 +74,7 @@ func (rs *resolution) origins(c *corev1.Container) map[string]Origin {
 			ref := e.ValueFrom.ConfigMapKeyRef
 			if cm := rs.configMaps[ref.Name]; cm != nil {
 				if _, ok := cm.Data[ref.Key]; ok {
-					out[e.Name] = Origin{Kind: OriginConfigMapKey, ConfigMap: rs.namespace + "/" + ref.Name, Key: ref.Key}
+					out[e.Name] = rs.configMapOrigin(cm, ref.Key)
 				}
 			}
 		case e.ValueFrom.FieldRef != nil:

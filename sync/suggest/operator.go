@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
 )
 
 // installationField is one Installation field the tigera operator renders
@@ -35,23 +36,60 @@ var calicoFields = map[string]installationField{
 // The operator adds the portmap plugin when host ports are enabled.
 var hostPorts = installationField{"spec.calicoNetwork.hostPorts", nil}
 
+// specVersion is where the operator takes cni-config's cniVersion from
+// (CNISpec.ResolvedSpecVersion, tigera/operator#5090, July 2026): Auto or
+// unset is 1.0.0; an operator from before it has no such field and writes
+// 0.3.1.
+var specVersion = installationField{"spec.cni.specVersion", cniSpecVersion}
+
 // noField is why an operator install cannot keep an edit.
 const noField = "the tigera operator has no Installation field for this value: it renders cni-config from the Installation and puts it back when changed, so an edit of this file or of cni-config is lost at the next calico-node restart"
 
 // forOperator maps each edit to the Installation field the operator renders
-// it from.
-func forOperator(tr *cniconf.Trace, req Request) []cniconf.Suggestion {
+// it from; or, when cni-config is marked for the operator to leave alone,
+// to cni-config itself.
+func forOperator(tr *cniconf.Trace, req Request, res *Result) []cniconf.Suggestion {
 	var disk, desired any
 	_ = json.Unmarshal(req.Disk, &disk)
 	_ = json.Unmarshal(req.Desired, &desired)
+	origin, set := req.Origins[TemplateVar]
+	ignored := set && origin.Kind == installcni.OriginConfigMapKey && origin.OperatorIgnored
 	var out []cniconf.Suggestion
 	for _, e := range tr.Edits {
-		out = append(out, operatorEdit(e, disk, desired))
+		s := operatorEdit(e, disk, desired)
+		if ignored {
+			s = ignoredEdit(e, s, origin, req, tr.Template, res)
+		}
+		out = append(out, s)
 	}
 	return out
 }
 
+// ignoredEdit is the suggestion for an edit when cni-config carries the
+// operator's ignore annotation: the operator no longer writes cni-config
+// from the Installation, so an Installation field does not reach the file
+// while the annotation stays, and the template in cni-config is where a
+// literal edit lasts. op is what the Installation would need.
+func ignoredEdit(e cniconf.TracedEdit, op cniconf.Suggestion, origin installcni.Origin, req Request, template string, res *Result) cniconf.Suggestion {
+	why := fmt.Sprintf("%s carries %s: \"true\": the tigera operator no longer updates it, so it no longer follows the Installation", origin.ConfigMap, installcni.OperatorIgnoreAnnotation)
+	after := "when the annotation is removed, the operator renders cni-config from the Installation again and this edit is lost"
+	if op.Kind == KindInstallation {
+		after += fmt.Sprintf(" unless %s is %s", op.Key, op.Value)
+	}
+	if e.Placeholder != "" {
+		op.Reason = why + "; " + op.Reason
+		return op
+	}
+	res.Template = template
+	return cniconf.Suggestion{Path: e.Path, Kind: KindTemplate, Target: objectRef(origin.ConfigMap, "configmap"), Key: origin.Key,
+		Value: diskValue(req.Disk, e), Command: patchConfigMap(origin.ConfigMap, origin.Key, template),
+		Reason: why + ": the template in it holds this value literally, and the command installs it with every edit of this file merged in; " + after}
+}
+
 func operatorEdit(e cniconf.TracedEdit, disk, desired any) cniconf.Suggestion {
+	if e.Path == "cniVersion" {
+		return specVersionEdit(e, disk)
+	}
 	parts := strings.Split(e.Path, ".")
 	if len(parts) < 2 || parts[0] != "plugins" {
 		return none(e.Path, noField)
@@ -84,6 +122,20 @@ func operatorEdit(e cniconf.TracedEdit, disk, desired any) cniconf.Suggestion {
 	return installation(e.Path, f.Field, value, "the operator renders this key of cni-config from "+f.Field)
 }
 
+// specVersionEdit is the suggestion for an edit of the conf's cniVersion.
+func specVersionEdit(e cniconf.TracedEdit, disk any) cniconf.Suggestion {
+	if e.Removed {
+		return none(e.Path, "the operator always writes a cniVersion, from "+specVersion.Field+": no Installation field removes it")
+	}
+	v, _ := at(disk, e.Path)
+	value, ok := specVersion.Value(v)
+	if !ok {
+		return none(e.Path, fmt.Sprintf("%s (Auto, 0.3.1, 0.4.0 or 1.0.0) cannot hold the value %v: the operator renders cniVersion from it, with another value", specVersion.Field, v))
+	}
+	return installation(e.Path, specVersion.Field, value, "the operator renders cniVersion of cni-config from "+specVersion.Field+
+		" (an operator from before July 2026 has no such field: there the patch does not take)")
+}
+
 // installation is the suggestion to set one Installation field.
 func installation(path, field string, value any, reason string) cniconf.Suggestion {
 	patch := value
@@ -96,6 +148,16 @@ func installation(path, field string, value any, reason string) cniconf.Suggesti
 	return cniconf.Suggestion{Path: path, Kind: KindInstallation, Target: "installation/default", Key: field, Value: shown,
 		Command: "kubectl patch installation default --type merge -p " + shellQuote(string(body)),
 		Reason:  reason + " (the operator rewrites cni-config and the DaemonSet from the Installation)"}
+}
+
+// cniSpecVersion: the values the Installation CRD's enum allows, but Auto
+// (which is no version a file can hold).
+func cniSpecVersion(v any) (any, bool) {
+	switch v {
+	case "0.3.1", "0.4.0", "1.0.0":
+		return v, true
+	}
+	return nil, false
 }
 
 func integer(v any) (any, bool) {

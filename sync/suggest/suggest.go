@@ -135,7 +135,7 @@ func suggestions(req Request, res *Result) ([]cniconf.Suggestion, error) {
 		return nil, err
 	}
 	if req.Operator {
-		return append(out, forOperator(tr, req)...), nil
+		return append(out, forOperator(tr, req, res)...), nil
 	}
 	secret := map[string]bool{}
 	vars := map[string]cniconf.Placeholder{}

@@ -13,8 +13,9 @@ import (
 
 const installsDir = "../../test/testdata/fixtures/installs"
 
-// resolved is a fixture's install-cni environment, as the agent resolves it.
-func resolved(t *testing.T, fixture string) *installcni.Resolved {
+// resolved is a fixture's install-cni environment, as the agent resolves it;
+// annotations, when given, are set on every ConfigMap of the fixture first.
+func resolved(t *testing.T, fixture string, annotations ...map[string]string) *installcni.Resolved {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(installsDir, fixture))
 	if err != nil {
@@ -23,6 +24,11 @@ func resolved(t *testing.T, fixture string) *installcni.Resolved {
 	m, err := installcni.ParseManifest(data)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range m.ConfigMaps {
+		for _, a := range annotations {
+			m.ConfigMaps[i].Annotations = a
+		}
 	}
 	ds, err := m.FindDaemonSet()
 	if err != nil {
@@ -41,9 +47,9 @@ func resolved(t *testing.T, fixture string) *installcni.Resolved {
 
 // request renders the fixture's template and edits the result as a person
 // would.
-func request(t *testing.T, fixture string, operator bool, edit func(m map[string]any)) Request {
+func request(t *testing.T, fixture string, operator bool, edit func(m map[string]any), annotations ...map[string]string) Request {
 	t.Helper()
-	r := resolved(t, fixture)
+	r := resolved(t, fixture, annotations...)
 	desired, err := cniconf.RenderTemplate(&cniconf.Inputs{
 		Template: r.Template, Env: func(k string) (string, bool) { v, ok := r.Env[k]; return v, ok },
 		NodeName: "node-1", NetDir: "/etc/cni/net.d", FileExists: func(string) bool { return false },
@@ -105,6 +111,21 @@ func TestFor(t *testing.T) {
 		{"operator bandwidth added", "operator-v3.32.yaml", true, func(m map[string]any) {
 			m["plugins"] = append(m["plugins"].([]any), map[string]any{"type": "bandwidth"})
 		}, cniconf.Suggestion{Path: "plugins.2", Kind: KindNone}},
+		// The operator renders cniVersion from spec.cni.specVersion: 1.0.0
+		// (Auto) on master, 0.3.1 before the field.
+		{"operator cniVersion down from 1.0.0", "operator-master.yaml", true, func(m map[string]any) { m["cniVersion"] = "0.4.0" },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindInstallation, Target: "installation/default", Key: "spec.cni.specVersion", Value: "0.4.0",
+				Command: `kubectl patch installation default --type merge -p '{"spec":{"cni":{"specVersion":"0.4.0"}}}'`}},
+		{"operator cniVersion up to 1.0.0", "operator-v3.32.yaml", true, func(m map[string]any) { m["cniVersion"] = "1.0.0" },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindInstallation, Target: "installation/default", Key: "spec.cni.specVersion", Value: "1.0.0",
+				Command: `kubectl patch installation default --type merge -p '{"spec":{"cni":{"specVersion":"1.0.0"}}}'`}},
+		{"operator cniVersion the field cannot hold", "operator-master.yaml", true, func(m map[string]any) { m["cniVersion"] = "1.1.0" },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindNone}},
+		{"operator cniVersion removed", "operator-master.yaml", true, func(m map[string]any) { delete(m, "cniVersion") },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindNone}},
+		{"manifest cniVersion in the template", "manifest-v3.32.yaml", false, func(m map[string]any) { m["cniVersion"] = "1.0.0" },
+			cniconf.Suggestion{Path: "cniVersion", Kind: KindTemplate, Target: "kube-system/configmap/calico-config", Key: "cni_network_config", Value: "1.0.0",
+				Command: `kubectl patch configmap calico-config -n kube-system --type merge -p '{"data":{"cni_network_config":"{\n`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -202,6 +223,63 @@ func TestForKeepsTokensOut(t *testing.T) {
 			if strings.Contains(s.Value+s.Command+s.Reason, token) {
 				t.Errorf("a suggestion carries the token: %+v", s)
 			}
+		}
+	}
+}
+
+// A cni-config under the operator's ignore annotation no longer follows the
+// Installation: every edit is kept in cni-config's template, and the reason
+// says so and names the Installation field it would need once the
+// annotation is gone. The annotation with any value but "true" changes
+// nothing.
+func TestForOperatorIgnoredConfigMap(t *testing.T) {
+	edit := func(m map[string]any) {
+		m["cniVersion"] = "0.4.0"
+		calico(m)["mtu"] = 1400
+		calico(m)["ipam"].(map[string]any)["assign_ipv6"] = "true"
+	}
+	ignored := map[string]string{installcni.OperatorIgnoreAnnotation: "true"}
+	res, err := For(request(t, "operator-master.yaml", true, edit, ignored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Suggestions) != 3 {
+		t.Fatalf("%d suggestions, want 3: %+v", len(res.Suggestions), res.Suggestions)
+	}
+	fields := map[string]string{"cniVersion": "spec.cni.specVersion is 0.4.0", "plugins.0.mtu": "spec.calicoNetwork.mtu is 1400", "plugins.0.ipam.assign_ipv6": ""}
+	for _, s := range res.Suggestions {
+		if s.Kind != KindTemplate || s.Target != "calico-system/configmap/cni-config" || s.Key != "config" {
+			t.Errorf("%s: %+v, want the template in key config of calico-system/configmap/cni-config", s.Path, s)
+		}
+		if !strings.Contains(s.Reason, `carries unsupported.operator.tigera.io/ignore: "true"`) || !strings.Contains(s.Reason, "no longer follows the Installation") {
+			t.Errorf("%s: reason %q does not say that cni-config no longer follows the Installation", s.Path, s.Reason)
+		}
+		field, ok := fields[s.Path]
+		if !ok {
+			t.Errorf("unexpected path %s", s.Path)
+		}
+		if field != "" && !strings.Contains(s.Reason, field) {
+			t.Errorf("%s: reason %q does not name %q", s.Path, s.Reason, field)
+		}
+		if !strings.HasPrefix(s.Command, "kubectl patch configmap cni-config -n calico-system --type merge -p ") {
+			t.Errorf("%s: command %q", s.Path, s.Command)
+		}
+	}
+	var tmpl map[string]any
+	if err := json.Unmarshal([]byte(res.Template), &tmpl); err != nil {
+		t.Fatalf("the template to install is no JSON: %v\n%s", err, res.Template)
+	}
+	if tmpl["cniVersion"] != "0.4.0" || calico(tmpl)["mtu"] != float64(1400) {
+		t.Errorf("the template to install lacks the edits: %s", res.Template)
+	}
+
+	res, err = For(request(t, "operator-master.yaml", true, edit, map[string]string{installcni.OperatorIgnoreAnnotation: "false"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Suggestions {
+		if s.Kind == KindTemplate || strings.Contains(s.Reason, installcni.OperatorIgnoreAnnotation) {
+			t.Errorf("annotation not \"true\": %+v, want the Installation's suggestion", s)
 		}
 	}
 }
