@@ -70,7 +70,7 @@ func noteUnlisted(w io.Writer, namespaces []string) {
 	if len(namespaces) > 3 {
 		where = fmt.Sprintf("%s and %d more", strings.Join(namespaces[:3], ", "), len(namespaces)-3)
 	}
-	_, _ = fmt.Fprintf(w, "note: listing Secrets is not granted (namespace %s): missing Secrets were found from the kubelet's FailedMount events only, which the API server keeps an hour by default; to check the Secrets' names too, apply manifests/report/secrets\n", where)
+	_, _ = fmt.Fprintf(w, "note: listing Secrets is not granted (namespace %s): a missing Secret is known there only from the kubelet's FailedMount events, which the API server keeps an hour by default; to check the Secrets' names too, apply manifests/report/secrets\n", where)
 }
 
 // stuckIO is where report --stuck asks and tells.
