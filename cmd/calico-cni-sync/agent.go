@@ -65,7 +65,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	reporter, stopEvents := status.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
 	publisher := status.NewPublisher(reporter,
-		&status.Liveness{Client: client, Namespace: status.LeaseNamespace(), Node: o.NodeName, Period: o.ResyncPeriod}, logger)
+		&status.Liveness{Client: client, Namespace: o.LeaseNamespace, Node: o.NodeName, Period: o.ResyncPeriod}, logger)
 	managed := append(inputs.ConfNames(), o.CNIKubeconfigName)
 	if r.ConfName != "" {
 		managed = append(managed, r.ConfName)

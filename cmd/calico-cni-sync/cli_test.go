@@ -124,6 +124,10 @@ func TestMeaninglessCombinations(t *testing.T) {
 		{[]string{"--once", "--token-policy", "trust"}, []string{"--token-policy", "auto, own or guard"}},
 		{[]string{"--once", "--source", "etcd"}, []string{"--source", "daemonset or configmap"}},
 		{[]string{"--once", "--calico-daemonset", "calico-node"}, []string{"--calico-daemonset", "NAMESPACE/NAME"}},
+		// The API server refuses a TokenRequest under 10 minutes, and auto
+		// (the default) asks for one as tokenrequest does.
+		{[]string{"--once", "--token-ttl", "5m"}, []string{"--token-ttl", "10m", "--token-source=auto"}},
+		{[]string{"--once", "--token-ttl", "5m", "--token-source", "tokenrequest"}, []string{"--token-ttl", "10m", "--token-source=tokenrequest"}},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

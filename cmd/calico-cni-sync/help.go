@@ -119,7 +119,8 @@ const reportLong = `report lists every node's state from its CalicoCNIConfigDrif
 A node without the condition is Unknown.
 
 With --stuck it lists instead the pods a stale or rejected CNI token left stuck: pods not Running
-that mount a Secret that no longer exists (read through the metadata-only API: no Secret data is
+that mount a Secret that no longer exists (as the kubelet's FailedMount events say, and, where
+listing Secrets is granted, their names through the metadata-only API: no Secret data is
 fetched), and pods in ContainerCreating, or stuck Terminating, whose latest sandbox event carries
 the CNI's Unauthorized. Each comes with its owner (Deployment/x for a ReplicaSet's pod) and its fix,
 with the kubelet's events and the node's condition as evidence. --fix deletes the stuck pods a

@@ -11,7 +11,8 @@ import (
 )
 
 // TestFileNamesStayInTheCNIDirectory: the conf and kubeconfig names are
-// plain file names; nothing is written when one is not.
+// plain file names, and the kubeconfig's is not a CNI config's; nothing is
+// written when one is not.
 func TestFileNamesStayInTheCNIDirectory(t *testing.T) {
 	tests := []struct{ flag, name string }{
 		{"--cni-kubeconfig-name", "../escape-kubeconfig"},
@@ -20,6 +21,11 @@ func TestFileNamesStayInTheCNIDirectory(t *testing.T) {
 		{"--cni-kubeconfig-name", "."},
 		{"--cni-kubeconfig-name", ".calico-kubeconfig"},
 		{"--cni-kubeconfig-name", ""},
+		// A kubeconfig the runtime would load as a network config, the
+		// first of the directory: Calico's would be shadowed.
+		{"--cni-kubeconfig-name", "00-kc.conf"},
+		{"--cni-kubeconfig-name", "00-kc.conflist"},
+		{"--cni-kubeconfig-name", "00-kc.json"},
 		{"--cni-conf-name", "../10-calico.conflist"},
 		{"--cni-conf-name", "/etc/cni/net.d/10-calico.conflist"},
 		{"--cni-conf-name", ".10-calico.conflist"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
@@ -82,6 +83,9 @@ type Options struct {
 	StatusFile string
 	// ResyncPeriod is the agent's safety-net full reconcile.
 	ResyncPeriod time.Duration
+	// LeaseNamespace holds the agents' Leases: where the agent renews its
+	// own and report reads them.
+	LeaseNamespace string
 	// TokenCheckPeriod is how often the token on disk is checked against the API server.
 	TokenCheckPeriod time.Duration
 	// HTTPAddr serves /metrics, /healthz and /readyz.
@@ -134,6 +138,7 @@ func NewOptions() *Options {
 		StateDir:          "/var/lib/calico-cni-sync/state",
 		StatusFile:        "/run/calico-cni-sync/status.json",
 		ResyncPeriod:      5 * time.Minute,
+		LeaseNamespace:    status.LeaseNamespace(),
 		TokenTTL:          24 * time.Hour,
 		TokenCheckPeriod:  10 * time.Minute,
 		HTTPAddr:          ":9645",
@@ -176,6 +181,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "where the token-free record of written files is kept")
 	fs.StringVar(&o.StatusFile, "status-file", o.StatusFile, "status file of the agent (empty disables)")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "full reconcile period of the agent")
+	fs.StringVar(&o.LeaseNamespace, "lease-namespace", o.LeaseNamespace, "namespace of the agents' Leases, where the agent renews its own and report reads them (env POD_NAMESPACE)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")

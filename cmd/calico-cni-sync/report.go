@@ -24,7 +24,7 @@ func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if o.Stuck {
 		return runStuck(ctx, o, client, stdout)
 	}
-	rows, err := status.NodeStates(ctx, client, o.Selector, o.ResyncPeriod, time.Now())
+	rows, err := status.NodeStates(ctx, client, o.Selector, o.LeaseNamespace, o.ResyncPeriod, time.Now())
 	if err != nil {
 		return exitError, err
 	}

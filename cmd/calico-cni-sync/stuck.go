@@ -47,16 +47,30 @@ func runStuck(ctx context.Context, o *Options, client kubernetes.Interface, stdo
 	if err != nil {
 		return exitError, fmt.Errorf("create metadata API client: %w", err)
 	}
-	pods, err := stuck.Scan(ctx, reader, meta, time.Now())
+	res, err := stuck.Scan(ctx, reader, meta, time.Now())
 	if err != nil {
 		return exitError, err
 	}
-	found := make([]stuckPod, len(pods))
-	for i, p := range pods {
+	found := make([]stuckPod, len(res.Pods))
+	for i, p := range res.Pods {
 		found[i] = stuckPod{Finding: p.Finding, uid: p.UID, terminating: p.Terminating}
 	}
 	sio := stuckIO{stdin: os.Stdin, terminal: term.IsTerminal(int(os.Stdin.Fd())), stdout: stdout, stderr: os.Stderr}
-	return reportStuck(ctx, o, sio, found, deletePod(client))
+	code, err := reportStuck(ctx, o, sio, found, deletePod(client))
+	if err == nil && len(res.Unlisted) > 0 {
+		noteUnlisted(sio.stderr, res.Unlisted)
+	}
+	return code, err
+}
+
+// noteUnlisted says, after the report, where missing Secrets were judged
+// from the kubelet's events alone, and how to have them listed.
+func noteUnlisted(w io.Writer, namespaces []string) {
+	where := strings.Join(namespaces, ", ")
+	if len(namespaces) > 3 {
+		where = fmt.Sprintf("%s and %d more", strings.Join(namespaces[:3], ", "), len(namespaces)-3)
+	}
+	_, _ = fmt.Fprintf(w, "note: listing Secrets is not granted (namespace %s): a missing Secret is known there only from the kubelet's FailedMount events, which the API server keeps an hour by default; to check the Secrets' names too, apply manifests/report/secrets\n", where)
 }
 
 // stuckIO is where report --stuck asks and tells.

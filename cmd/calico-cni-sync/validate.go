@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,7 +86,15 @@ func (o *Options) validateNode() []error {
 	if o.CNIConfName != "" {
 		errs = append(errs, plainFileName("--cni-conf-name", o.CNIConfName))
 	}
-	errs = append(errs, plainFileName("--cni-kubeconfig-name", o.CNIKubeconfigName))
+	if err := plainFileName("--cni-kubeconfig-name", o.CNIKubeconfigName); err != nil {
+		errs = append(errs, err)
+	} else if ext := filepath.Ext(o.CNIKubeconfigName); slices.Contains(cniconf.ConfExtensions, ext) {
+		// Runtimes load every file of the CNI directory with one of these
+		// extensions, in name order: the kubeconfig would be taken for a
+		// network config, and one sorting first shadows Calico's.
+		errs = append(errs, fmt.Errorf("--cni-kubeconfig-name %q: container runtimes load a file ending in %s as a CNI network config (one sorting before Calico's shadows it); use a name without %s",
+			o.CNIKubeconfigName, strings.Join(cniconf.ConfExtensions, ", "), ext))
+	}
 	if within(o.BackupDir, o.CNINetDir) {
 		errs = append(errs, fmt.Errorf("--backup-dir %s must not be inside --cni-net-dir %s: runtimes would load the backups", o.BackupDir, o.CNINetDir))
 	}
@@ -100,8 +109,11 @@ func (o *Options) validateNode() []error {
 			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
 		}
 	}
-	if o.TokenSource == token.SourceTokenRequest && o.TokenTTL < 10*time.Minute {
-		errs = append(errs, errors.New("--token-ttl must be at least 10m (the API server's minimum)"))
+	// auto asks TokenRequest for the token on every install whose template
+	// does not embed one, and the API server refuses a lifetime under 10
+	// minutes: every pass would fail.
+	if (o.TokenSource == token.SourceTokenRequest || o.TokenSource == token.SourceAuto) && o.TokenTTL > 0 && o.TokenTTL < 10*time.Minute {
+		errs = append(errs, fmt.Errorf("--token-ttl %v: must be at least 10m, the API server's minimum for a TokenRequest (--token-source=%s)", o.TokenTTL, o.TokenSource))
 	}
 	return errs
 }

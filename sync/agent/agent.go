@@ -112,7 +112,8 @@ func (a *Agent) tick(ctx context.Context, every time.Duration, why string) {
 
 // processNext runs one pass and schedules the next from what it says:
 // later when it was held, with backoff when it failed, else at the token's
-// renewal.
+// renewal; and once a file still settling has settled, when the pass was
+// reported without waiting for it.
 func (a *Agent) processNext(ctx context.Context) bool {
 	since, quit := a.queue.get()
 	if quit {
@@ -143,12 +144,20 @@ func (a *Agent) processNext(ctx context.Context) bool {
 			}
 		}
 	}
+	if next.recheck > 0 {
+		// A writer that changed a file for longer than maxSettle was
+		// reported on without waiting; its file is looked at again once it
+		// has settled, not at the next resync. A writer that stopped
+		// leaving it corrupt sends no further event.
+		a.queue.recheckAfter(next.recheck)
+	}
 	return true
 }
 
 // next is what a pass asks of the schedule: held > 0 runs it again after
-// that long, without having reported it.
-type next struct{ held time.Duration }
+// that long, without having reported it; recheck > 0 runs it again after
+// that long although it was reported (a file still settling).
+type next struct{ held, recheck time.Duration }
 
 // pass is one pass: the same Reconcile --once runs; then, unless it is held
 // (hold), its report.
@@ -158,7 +167,11 @@ func (a *Agent) pass(ctx context.Context, since int64) (next, error) {
 		a.queue.keepTriggered(since)
 		return next{held: d}, nil
 	}
-	return next{}, a.report(ctx, rep, pass, err, since)
+	var n next
+	if o := pass.Settling(); o != nil {
+		n.recheck = o.SettleFor
+	}
+	return n, a.report(ctx, rep, pass, err, since)
 }
 
 // maxSettle bounds how long a pass may go unreported while files settle.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -140,4 +141,49 @@ func replaceFile(t *testing.T, path, content string) {
 	if err := os.Rename(path+".edit", path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSettlingFileCheckedAgainOnceSettled: a writer changes the conf for
+// longer than maxSettle, so a pass is reported while the file is still
+// settling; the writer then stops, leaving it corrupt. No event follows,
+// and the resync is an hour away: the agent must look again once the file
+// has settled, and restore it.
+func TestSettlingFileCheckedAgainOnceSettled(t *testing.T) {
+	client := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}})
+	var mtu atomic.Pointer[string]
+	first := "1400"
+	mtu.Store(&first)
+	a := testAgent(t, client, &mtu)
+	a.reconciler.Dir.Settle = 300 * time.Millisecond
+	runAgent(t, a)
+	conf := filepath.Join(a.reconciler.Dir.NetDir, cniconf.DefaultConfListName)
+	waitFor(t, "the first pass written and reported", func() bool { return fileHas(conf, `"mtu": 1400`)() && a.health.Ready() == nil })
+
+	// The writer truncates and rewrites the file every 20 ms (each write
+	// an event, each leaving it unparsable) until the agent has reported
+	// the file as Corrupt without waiting any longer: past maxSettle.
+	writes := 0
+	reportedCorrupt := func() bool {
+		n, err := client.CoreV1().Nodes().Get(context.Background(), "node-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := status.ConditionOf(n)
+		return c != nil && c.Reason == string(cniconf.Corrupt)
+	}
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		writes++
+		if err := os.WriteFile(conf, fmt.Appendf(nil, `{"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [ %d`, writes), 0o600); err != nil {
+			return false, err
+		}
+		return reportedCorrupt(), nil
+	})
+	if err != nil {
+		t.Fatalf("the agent never reported the conf as Corrupt while it was being written (%d writes): %v", writes, err)
+	}
+	t.Logf("reported Corrupt after %d writes", writes)
+
+	// The writer is done: the file settles, and the agent restores it
+	// (with a backup) without a further event.
+	waitFor(t, "the corrupt conf restored once it settled", fileHas(conf, `"mtu": 1400`))
 }

@@ -58,6 +58,10 @@ func (q *Queue) after(d time.Duration) {
 	q.q.AddAfter(queueKey, d)
 }
 
+// recheckAfter runs the key again in d, keeping its failures: an earlier
+// run (a backoff, a token renewal) is kept too.
+func (q *Queue) recheckAfter(d time.Duration) { q.q.AddAfter(queueKey, d) }
+
 func (q *Queue) backoff() { q.q.AddRateLimited(queueKey) }
 
 func (q *Queue) forget() { q.q.Forget(queueKey) }

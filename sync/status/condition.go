@@ -115,7 +115,7 @@ func NodeStateOf(node *corev1.Node, fresh bool) NodeState {
 		}
 		if !fresh {
 			row.State = StateStale
-			row.Message = "the agent's Lease is missing or older than twice the resync period: the agent is gone, and this condition may be out of date; " + row.Message
+			row.Message = "the agent's Lease is missing or was not renewed within its duration (twice the agent's resync period): the agent is gone, and this condition may be out of date; " + row.Message
 		}
 	}
 	return row

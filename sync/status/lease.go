@@ -16,8 +16,9 @@ import (
 // LeasePrefix names each agent's Lease: calico-cni-sync-<node>.
 const LeasePrefix = "calico-cni-sync-"
 
-// LeaseNamespace is where the agents keep their Leases: the agent's own
-// namespace (POD_NAMESPACE, from the downward API), else kube-system.
+// LeaseNamespace is where the agents keep their Leases unless
+// --lease-namespace says otherwise: the agent's own namespace
+// (POD_NAMESPACE, from the downward API), else kube-system.
 func LeaseNamespace() string {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		return ns
@@ -26,9 +27,9 @@ func LeaseNamespace() string {
 }
 
 // Liveness is the agent's heartbeat, a Lease per node as the kubelet keeps
-// one: renewed every resync period, so that report can tell an agent that
-// is gone (its Lease older than twice the period) from one whose node is
-// simply in sync. A heartbeat in the Node object would reach every Node
+// one: renewed every resync period, with a duration of twice the period, so
+// that report can tell an agent that is gone (its Lease not renewed within
+// its duration) from one whose node is simply in sync. A heartbeat in the Node object would reach every Node
 // watcher in the cluster; a Lease reaches no one who does not ask.
 type Liveness struct {
 	Client    kubernetes.Interface
@@ -101,11 +102,18 @@ func (l *Liveness) Renew(ctx context.Context) error {
 	return nil
 }
 
-// LeaseFresh reports whether a Lease was renewed within twice period, at
-// now.
-func LeaseFresh(lease *coordinationv1.Lease, period time.Duration, now time.Time) bool {
+// LeaseFresh reports whether a Lease was renewed within its duration, at
+// now. The duration is the agent's own (twice its resync period, in
+// leaseDurationSeconds), not the reader's: an agent run with a longer
+// period than the reader's default is not gone. A Lease without a
+// duration falls back to twice fallbackPeriod.
+func LeaseFresh(lease *coordinationv1.Lease, fallbackPeriod time.Duration, now time.Time) bool {
 	if lease == nil || lease.Spec.RenewTime == nil {
 		return false
 	}
-	return now.Sub(lease.Spec.RenewTime.Time) <= 2*period
+	duration := 2 * fallbackPeriod
+	if s := lease.Spec.LeaseDurationSeconds; s != nil && *s > 0 {
+		duration = time.Duration(*s) * time.Second
+	}
+	return now.Sub(lease.Spec.RenewTime.Time) <= duration
 }

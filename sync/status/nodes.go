@@ -14,10 +14,11 @@ import (
 )
 
 // NodeStates reads the condition of every Node the selector picks, with
-// its agent's Lease: a Node whose agent's Lease is missing or older than
-// twice the resync period is Stale (NodeStateOf). Problems sort first, most
-// severe first, then by name.
-func NodeStates(ctx context.Context, client kubernetes.Interface, selector string, resync time.Duration, now time.Time) ([]NodeState, error) {
+// its agent's Lease in leaseNamespace: a Node whose agent's Lease is
+// missing or was not renewed within its duration is Stale (LeaseFresh,
+// NodeStateOf; resync is the fallback for a Lease without a duration).
+// Problems sort first, most severe first, then by name.
+func NodeStates(ctx context.Context, client kubernetes.Interface, selector, leaseNamespace string, resync time.Duration, now time.Time) ([]NodeState, error) {
 	// Node objects are large (their images): list them a page at a time.
 	var nodes []corev1.Node
 	err := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -29,9 +30,9 @@ func NodeStates(ctx context.Context, client kubernetes.Interface, selector strin
 	if err != nil {
 		return nil, fmt.Errorf("list Nodes: %w", err)
 	}
-	leases, err := client.CoordinationV1().Leases(LeaseNamespace()).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=calico-cni-sync"})
+	leases, err := client.CoordinationV1().Leases(leaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=calico-cni-sync"})
 	if err != nil {
-		return nil, fmt.Errorf("list the agents' Leases in %s: %w", LeaseNamespace(), err)
+		return nil, fmt.Errorf("list the agents' Leases in %s (--lease-namespace): %w", leaseNamespace, err)
 	}
 	fresh := map[string]bool{}
 	for i := range leases.Items {

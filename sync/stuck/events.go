@@ -2,6 +2,7 @@ package stuck
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,4 +116,35 @@ func SplitPodKey(key string) (namespace, name, uid string) {
 	namespace, rest, _ := strings.Cut(key, "/")
 	name, uid, _ = strings.Cut(rest, "/")
 	return namespace, name, uid
+}
+
+// NotFound is, per pod (by PodKey), the Secrets the kubelet's FailedMount
+// events say are not found: what report --stuck knows of missing Secrets
+// when it may not list them.
+type NotFound map[string]map[string]bool
+
+// Add notes the Secret a FailedMount event says is not found.
+func (n NotFound) Add(ev *corev1.Event) {
+	key, name := PodKey(ev), MissingSecretInMount(ev.Message)
+	if key == "" || name == "" {
+		return
+	}
+	if n[key] == nil {
+		n[key] = map[string]bool{}
+	}
+	n[key][name] = true
+}
+
+// Of are the Secrets the events about the pod, whether they name the pod's
+// UID or not, say are not found; sorted.
+func (n NotFound) Of(pod *corev1.Pod) []string {
+	withUID, withoutUID := KeyOf(pod)
+	var names []string
+	for _, key := range []string{withUID, withoutUID} {
+		for name := range n[key] {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }

@@ -29,8 +29,14 @@ const TerminatingAfter = 60 * time.Second
 // Facts are what the judgement needs beyond the pod itself.
 type Facts struct {
 	Now time.Time
-	// SecretExists says whether a Secret of the pod's namespace exists.
+	// SecretExists says whether a Secret of the pod's namespace exists; nil
+	// when the namespace's Secrets could not be listed (the list is not
+	// granted), and NotFound decides instead.
 	SecretExists func(name string) bool
+	// NotFound are the Secrets the kubelet's FailedMount events of the pod
+	// say are not found. The kubelet reports a failing mount again every
+	// few minutes, so a pod still waiting for a Secret has such an event.
+	NotFound []string
 	// Sandbox is the pod's latest sandbox event, nil when it has none.
 	Sandbox *SandboxEvent
 	// MountMessage is the message of the kubelet's latest FailedMount event
@@ -68,13 +74,7 @@ func Judge(pod *corev1.Pod, f Facts) (Verdict, bool) {
 	if !NotStarted(pod) {
 		return Verdict{}, false
 	}
-	var missing []string
-	for _, s := range SecretRefs(pod) {
-		if f.SecretExists == nil || !f.SecretExists(s) {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := MissingSecrets(pod, f); len(missing) > 0 {
 		v := Verdict{Why: MissingSecret, Secrets: missing}
 		if slices.Contains(missing, MissingSecretInMount(f.MountMessage)) {
 			v.MountMessage = f.MountMessage
@@ -85,6 +85,26 @@ func Judge(pod *corev1.Pod, f Facts) (Verdict, bool) {
 		return Verdict{Why: CNIUnauthorized, Sandbox: f.Sandbox}, true
 	}
 	return Verdict{}, false
+}
+
+// MissingSecrets are the Secrets the pod mounts that do not exist, sorted.
+// Without a list of the Secrets (SecretExists nil), a Secret is missing
+// when the kubelet's FailedMount events say it is not found and the pod
+// still waits for its volumes (ContainerCreating): a pod past that point
+// mounted them, whatever an older event says.
+func MissingSecrets(pod *corev1.Pod, f Facts) []string {
+	var missing []string
+	for _, s := range SecretRefs(pod) {
+		switch {
+		case f.SecretExists != nil:
+			if !f.SecretExists(s) {
+				missing = append(missing, s)
+			}
+		case slices.Contains(f.NotFound, s) && ContainerCreating(pod):
+			missing = append(missing, s)
+		}
+	}
+	return missing
 }
 
 // NotStarted reports whether the pod is in a phase before running: not

@@ -35,23 +35,36 @@ type Pod struct {
 	Terminating bool
 }
 
+// Result is what Scan found.
+type Result struct {
+	// Pods are the stuck pods, by namespace and name.
+	Pods []Pod
+	// Unlisted are the namespaces, sorted, whose Secrets could not be
+	// listed (403: the list is not granted); a missing Secret there was
+	// judged from the kubelet's FailedMount events alone.
+	Unlisted []string
+}
+
 // scan reads what report --stuck judges, in two passes over the pods
 // not yet started so as to keep no pod but the stuck ones: the first judges
 // the pods that mount no Secret and notes the Secrets the others mount; once
 // the metadata-only list has said which of those exist, the second judges
 // the others. Between them it keeps the latest sandbox and FailedMount
-// event per pod (bounded by the events the API server holds) and the names
-// of the Secrets mounted (bounded by the distinct names, not the pods).
+// event per pod and the Secrets FailedMount events say are not found
+// (bounded by the events the API server holds), and the names of the
+// Secrets mounted (bounded by the distinct names, not the pods).
 type scan struct {
 	client kubernetes.Interface
 	meta   metadata.Interface
 	now    time.Time
 
-	sandbox Latest            // sandbox events
-	mounts  Latest            // FailedMount events naming a missing Secret
-	secrets SecretSet         // the Secrets the pods mount
-	seen    map[string]bool   // namespace/name of listed pods with an Unauthorized sandbox
-	found   map[string]judged // namespace/name -> a stuck pod
+	sandbox  Latest            // sandbox events
+	mounts   Latest            // FailedMount events naming a missing Secret
+	notFound NotFound          // the Secrets those events name, per pod
+	secrets  SecretSet         // the Secrets the pods mount
+	unlisted map[string]bool   // namespaces whose Secrets may not be listed
+	seen     map[string]bool   // namespace/name of listed pods with an Unauthorized sandbox
+	found    map[string]judged // namespace/name -> a stuck pod
 }
 
 // judged is a stuck pod, pruned, and why.
@@ -64,14 +77,26 @@ type judged struct {
 // how to fix each. client should have kubectl's request rate: the scan
 // pages through the pods not yet started and the sandbox and FailedMount
 // events, lists Secrets' metadata only, and makes a GET per stuck pod's
-// owner, node and, for a pod not pending, the pod.
-func Scan(ctx context.Context, client kubernetes.Interface, meta metadata.Interface, now time.Time) ([]Pod, error) {
+// owner, node and, for a pod not pending, the pod. Listing Secrets is
+// optional: where it is refused, the FailedMount events say which are
+// missing.
+func Scan(ctx context.Context, client kubernetes.Interface, meta metadata.Interface, now time.Time) (Result, error) {
 	s := &scan{client: client, meta: meta, now: now}
-	return s.run(ctx)
+	pods, err := s.run(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Pods: pods}
+	for ns := range s.unlisted {
+		res.Unlisted = append(res.Unlisted, ns)
+	}
+	sort.Strings(res.Unlisted)
+	return res, nil
 }
 
 func (s *scan) run(ctx context.Context) ([]Pod, error) {
-	s.sandbox, s.mounts, s.secrets, s.seen, s.found = Latest{}, Latest{}, SecretSet{}, map[string]bool{}, map[string]judged{}
+	s.sandbox, s.mounts, s.notFound, s.secrets, s.unlisted = Latest{}, Latest{}, NotFound{}, SecretSet{}, map[string]bool{}
+	s.seen, s.found = map[string]bool{}, map[string]judged{}
 	for _, reason := range append([]string{ReasonFailedMount}, SandboxReasons...) {
 		if err := s.listEvents(ctx, reason); err != nil {
 			return nil, err
@@ -136,13 +161,17 @@ func (s *scan) listEvents(ctx context.Context, reason string) error {
 			s.sandbox.Add(ev)
 		case MissingSecretInMount(ev.Message) != "":
 			s.mounts.Add(ev)
+			s.notFound.Add(ev)
 		}
 	})
 }
 
-// judge keeps the pod, pruned, when it is
+// judge keeps the pod, pruned, when it is stuck.
 func (s *scan) judge(pod *corev1.Pod) {
-	facts := Facts{Now: s.now, Sandbox: s.sandbox.Of(pod), SecretExists: func(name string) bool { return s.secrets.Exists(pod.Namespace, name) }}
+	facts := Facts{Now: s.now, Sandbox: s.sandbox.Of(pod), NotFound: s.notFound.Of(pod)}
+	if !s.unlisted[pod.Namespace] {
+		facts.SecretExists = func(name string) bool { return s.secrets.Exists(pod.Namespace, name) }
+	}
 	if m := s.mounts.Of(pod); m != nil {
 		facts.MountMessage = m.Message
 	}
@@ -181,7 +210,10 @@ func (s *scan) terminatingPods(ctx context.Context) error {
 }
 
 // listSecrets learns which of the Secrets the candidates name exist, from
-// the metadata-only API: names, never data.
+// the metadata-only API: names, never data. RBAC cannot grant a list of
+// names without the data, so the list is granted only on request
+// (manifests/report/secrets); a namespace where it is refused is left to
+// the kubelet's FailedMount events.
 func (s *scan) listSecrets(ctx context.Context) error {
 	res := s.meta.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"})
 	for ns := range s.secrets {
@@ -190,6 +222,10 @@ func (s *scan) listSecrets(ctx context.Context) error {
 		}, func(obj runtime.Object) {
 			s.secrets.Found(ns, obj.(*metav1.PartialObjectMetadata).Name)
 		})
+		if apierrors.IsForbidden(err) {
+			s.unlisted[ns] = true
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package stuck
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -56,5 +57,21 @@ func TestLatest(t *testing.T) {
 	}
 	if ns, name, uid := SplitPodKey("shop/web-1/u1"); ns != "shop" || name != "web-1" || uid != "u1" {
 		t.Fatalf("SplitPodKey: %s %s %s", ns, name, uid)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	ev := func(uid, msg string) *corev1.Event {
+		return &corev1.Event{InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web-1", UID: types.UID(uid)},
+			Reason: ReasonFailedMount, Message: msg, LastTimestamp: metav1.NewTime(now)}
+	}
+	n := NotFound{}
+	n.Add(ev("u1", `MountVolume.SetUp failed for volume "a" : secret "zeta" not found`))
+	n.Add(ev("", `MountVolume.SetUp failed for volume "b" : secret "alpha" not found`))
+	n.Add(ev("u1", `MountVolume.SetUp failed for volume "a" : secret "zeta" not found`))
+	n.Add(ev("u1", `MountVolume.SetUp failed for volume "c" : configmap "cfg" not found`))
+	n.Add(ev("u0", `MountVolume.SetUp failed for volume "d" : secret "earlier-pod" not found`))
+	if got, want := n.Of(pod()), []string{"alpha", "zeta"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Of = %v, want %v (both keys, sorted, no repeats, not another pod's)", got, want)
 	}
 }

@@ -40,15 +40,23 @@ func (e *env) setCondition(node string, status corev1.ConditionStatus, reason, m
 	must(e.t, err)
 }
 
-// setLease writes the Lease an agent renews, as of at.
+// setLease writes the Lease an agent with the default resync period (5m)
+// renews, as of at.
 func (e *env) setLease(node string, at time.Time) {
 	e.t.Helper()
-	renew, secs := metav1.NewMicroTime(at), int32(600)
+	e.setLeaseIn("kube-system", node, at, 5*time.Minute)
+}
+
+// setLeaseIn writes, in namespace, the Lease an agent with the resync
+// period renews, as of at: its duration is twice the period.
+func (e *env) setLeaseIn(namespace, node string, at time.Time, period time.Duration) {
+	e.t.Helper()
+	renew, secs := metav1.NewMicroTime(at), int32(2*period/time.Second)
 	lease := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: "calico-cni-sync-" + node, Labels: map[string]string{"app.kubernetes.io/name": "calico-cni-sync"}},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &node, LeaseDurationSeconds: &secs, RenewTime: &renew},
 	}
-	leases := e.client.CoordinationV1().Leases("kube-system")
+	leases := e.client.CoordinationV1().Leases(namespace)
 	_, err := leases.Create(e.ctx, lease, metav1.CreateOptions{})
 	must(e.t, err)
 	e.t.Cleanup(func() { _ = leases.Delete(context.Background(), lease.Name, metav1.DeleteOptions{}) })
@@ -89,7 +97,13 @@ func (e *env) reportText(nodes []string) (int, []reportRow) {
 // contract's fields, and keeps the rows of nodes.
 func (e *env) reportJSON(nodes []string) (int, []reportRow) {
 	e.t.Helper()
-	code, out := e.run(e.args("report", "-o", "json")...)
+	return e.reportJSONWith(nodes, e.args("report", "-o", "json")...)
+}
+
+// reportJSONWith is reportJSON with the command line args.
+func (e *env) reportJSONWith(nodes []string, args ...string) (int, []reportRow) {
+	e.t.Helper()
+	code, out := e.run(args...)
 	var loose struct{ Nodes []map[string]any }
 	must(e.t, json.Unmarshal([]byte(out), &loose))
 	dec := json.NewDecoder(bytes.NewReader([]byte(out)))
@@ -233,5 +247,44 @@ func TestReport(t *testing.T) {
 		if code != 0 || len(rows) != 2 || rows[0].State != "InSync" || rows[1].State != "InSync" {
 			t.Errorf("%s with every node InSync: exit %d, rows %+v", format, code, rows)
 		}
+	}
+}
+
+// TestReportJudgesALeaseByItsDuration: an agent run with
+// --resync-period=15m renews its Lease every 15 minutes, with a duration of
+// 30. Twenty minutes after a renewal it is alive, though twice report's own
+// default period (10 minutes) has passed; a Lease past its own duration is
+// Stale. The agents' Leases here are in a namespace of their own, which
+// report reads with --lease-namespace.
+func TestReportJudgesALeaseByItsDuration(t *testing.T) {
+	e := newStuckEnv(t)
+	slow, gone := e.addNode("slow"), e.addNode("gone")
+	mine := []string{slow, gone}
+	for _, n := range mine {
+		e.setCondition(n, corev1.ConditionFalse, "InSync", "the CNI files match", time.Now().Add(-time.Hour))
+	}
+	renewed := time.Now().Add(-20 * time.Minute)
+	e.setLeaseIn(e.ns, slow, renewed, 15*time.Minute)
+	e.setLeaseIn(e.ns, gone, renewed, 5*time.Minute)
+
+	states := func(args ...string) map[string]string {
+		t.Helper()
+		code, rows := e.reportJSONWith(mine, append([]string{"report", "--kubeconfig", e.kubeconfig, "-o", "json"}, args...)...)
+		if code == 2 {
+			t.Fatalf("report %v: exit 2", args)
+		}
+		got := map[string]string{}
+		for _, r := range rows {
+			got[r.Name] = r.State
+		}
+		return got
+	}
+	if got, want := states("--lease-namespace", e.ns), map[string]string{slow: "InSync", gone: "Stale"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("report --lease-namespace %s: %v, want %v", e.ns, got, want)
+	}
+	// Elsewhere (the default, kube-system, with no POD_NAMESPACE) there is
+	// no Lease of theirs: both agents are gone as far as report can tell.
+	if got, want := states(), map[string]string{slow: "Stale", gone: "Stale"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("report without --lease-namespace: %v, want %v", got, want)
 	}
 }

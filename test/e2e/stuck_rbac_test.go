@@ -16,8 +16,9 @@ import (
 )
 
 const (
-	manifestsReport    = "../../manifests/report"
-	manifestsReportFix = "../../manifests/report/fix"
+	manifestsReport        = "../../manifests/report"
+	manifestsReportSecrets = "../../manifests/report/secrets"
+	manifestsReportFix     = "../../manifests/report/fix"
 )
 
 // access is one request a ServiceAccount may or may not make.
@@ -34,15 +35,20 @@ func (a access) String() string {
 	return a.verb + " " + r + " in " + cmpOr(a.namespace, "all namespaces")
 }
 
-// reportReads is every request report and report --stuck make.
+// reportReads is every request report and report --stuck make but
+// listing Secrets.
 var reportReads = []access{
 	{"list", "", "nodes", "", ""}, {"get", "", "nodes", "", ""},
 	{"list", "", "pods", "", ""}, {"get", "", "pods", "", "shop"},
 	{"list", "", "events", "", ""},
 	{"get", "apps", "replicasets", "", "shop"},
-	{"list", "", "secrets", "", ""}, // names only, through the metadata-only API
 	{"list", "coordination.k8s.io", "leases", "", "kube-system"},
 }
+
+// reportListsSecrets is what manifests/report/secrets adds: report --stuck lists
+// the names of the Secrets the waiting pods mount (the metadata-only API),
+// in every namespace and in one.
+var reportListsSecrets = []access{{"list", "", "secrets", "", ""}, {"list", "", "secrets", "", "shop"}}
 
 // forbiddenToReport is what neither variant may do: read a Secret by name,
 // watch anything, or write anything (but delete pods, the fix variant's).
@@ -115,10 +121,24 @@ func checkAccess(t *testing.T, ctx context.Context, c kubernetes.Interface, allo
 	}
 }
 
+// kubeletMountFailed records the event the kubelet records when a pod's
+// Secret volume cannot be set up because the Secret does not exist: the
+// volume manager's error for the volume, with the Secret manager's
+// NotFound (resource "secret").
+func (e *env) kubeletMountFailed(p *corev1.Pod, volume, secret string) string {
+	e.t.Helper()
+	msg := `MountVolume.SetUp failed for volume "` + volume + `" : secret "` + secret + `" not found`
+	e.podEvent(p, "FailedMount", msg, time.Now())
+	return msg
+}
+
 // TestStuckRBAC: report --stuck as manifests/report's ServiceAccount, with
-// the RBAC the manifests grant, on the real API server: the read-only
-// variant reads everything report needs and can delete nothing; the fix
-// variant adds deleting pods, and --fix works with it.
+// the RBAC the manifests grant, on the real API server. The read-only
+// variant reads everything report needs, no Secret, and can delete
+// nothing: its list of Secrets is refused, and report --stuck finds the
+// missing Secret from the kubelet's FailedMount events. The secrets variant
+// adds listing Secrets, and then a pod without such an event is found too.
+// The fix variant adds deleting pods, and --fix works with it.
 func TestStuckRBAC(t *testing.T) {
 	e := newStuckEnv(t)
 	web := e.deploymentRS("web")
@@ -127,16 +147,26 @@ func TestStuckRBAC(t *testing.T) {
 	must(t, err)
 	must(t, secrets.Delete(e.ctx, oldToken, metav1.DeleteOptions{}))
 	e.setCondition(e.node, corev1.ConditionTrue, "TokenRejected", "the API server rejects the token in calico-kubeconfig", time.Now())
-	e.newPod("web-vol", e.node, &web, secretVolume(oldToken, false, false))
-	e.newPod("bare-secret", e.node, nil, secretVolume(oldToken, false, true))
+	vol := e.newPod("web-vol", e.node, &web, secretVolume(oldToken, false, false))
+	volMount := e.kubeletMountFailed(vol, "token-"+oldToken, oldToken)
+	bare := e.newPod("bare-secret", e.node, nil, secretVolume(oldToken, false, true))
+	e.kubeletMountFailed(bare, "token-"+oldToken, oldToken)
+	// A pod whose FailedMount event is gone (events live an hour): only a
+	// list of the Secrets finds it.
+	e.newPod("web-noevent", e.node, &web, secretVolume(oldToken, false, false))
 	cc := e.newPod("web-cc", e.node, &web)
 	e.podEvent(cc, "FailedCreatePodSandBox", cniAddUnauthorized, time.Now())
-	want := []stuckRow{
+	fromEvents := []stuckRow{
 		{Namespace: e.ns, Pod: "bare-secret", Node: e.node, Why: "missingSecret", Secret: oldToken},
 		{Namespace: e.ns, Pod: "web-cc", Node: e.node, Why: "cniUnauthorized", Owner: "Deployment/web"},
 		{Namespace: e.ns, Pod: "web-vol", Node: e.node, Why: "missingSecret", Secret: oldToken, Owner: "Deployment/web"},
 	}
-	fixes := map[string][]string{"web-cc": {"delete the pod: Deployment/web recreates it", "condition is TokenRejected"}}
+	want := append(append([]stuckRow{}, fromEvents[:2]...),
+		stuckRow{Namespace: e.ns, Pod: "web-noevent", Node: e.node, Why: "missingSecret", Secret: oldToken, Owner: "Deployment/web"}, fromEvents[2])
+	fixes := map[string][]string{
+		"web-cc":  {"delete the pod: Deployment/web recreates it", "condition is TokenRejected"},
+		"web-vol": {"delete the pod: Deployment/web recreates it", "evidence: the kubelet's FailedMount: " + volMount},
+	}
 
 	applyRendered(t, e, manifestsReport)
 	tok, err := cp.TokenFor(e.ctx, "kube-system", "calico-cni-sync-report", time.Hour)
@@ -151,13 +181,17 @@ func TestStuckRBAC(t *testing.T) {
 		}
 		return nil
 	})
-	checkAccess(t, e.ctx, sa, reportReads, append(forbiddenToReport(), deletePods))
+	checkAccess(t, e.ctx, sa, reportReads, append(append(forbiddenToReport(), deletePods), reportListsSecrets...))
 
 	code, rows, out := e.stuckJSON(readonly)
 	if code != 1 {
 		t.Fatalf("report --stuck as the read-only account: exit %d\n%s", code, out)
 	}
-	checkRows(t, out, rows, want, fixes)
+	checkRows(t, out, rows, fromEvents, fixes)
+	if !strings.Contains(out, "note: listing Secrets is not granted (namespace") || !strings.Contains(out, "manifests/report/secrets") {
+		t.Errorf("report --stuck does not say the missing Secrets were judged from events alone:\n%s", out)
+	}
+	t.Logf("report --stuck -o json as the read-only account:\n%s", out)
 	if code, out := e.run("report", "--kubeconfig", readonly); code == 2 || !strings.HasPrefix(out, "NODE") {
 		t.Fatalf("report as the read-only account: exit %d\n%s", code, out)
 	}
@@ -172,6 +206,23 @@ func TestStuckRBAC(t *testing.T) {
 		}
 	}
 
+	applyRendered(t, e, manifestsReportSecrets)
+	e.eventually(30*time.Second, "RBAC of manifests/report/secrets in effect", func() error {
+		if !can(t, e.ctx, sa, reportListsSecrets[0]) {
+			return errorf("not yet")
+		}
+		return nil
+	})
+	checkAccess(t, e.ctx, sa, append(append([]access{}, reportReads...), reportListsSecrets...), append(forbiddenToReport(), deletePods))
+	code, rows, out = e.stuckJSON(readonly)
+	if code != 1 {
+		t.Fatalf("report --stuck with the secrets variant: exit %d\n%s", code, out)
+	}
+	checkRows(t, out, rows, want, fixes)
+	if strings.Contains(out, "note:") {
+		t.Errorf("report --stuck with the secrets variant says the Secrets were not listed:\n%s", out)
+	}
+
 	applyRendered(t, e, manifestsReportFix)
 	e.eventually(30*time.Second, "RBAC of manifests/report/fix in effect", func() error {
 		if !can(t, e.ctx, sa, deletePods) {
@@ -179,13 +230,13 @@ func TestStuckRBAC(t *testing.T) {
 		}
 		return nil
 	})
-	checkAccess(t, e.ctx, sa, append(reportReads, deletePods), forbiddenToReport())
+	checkAccess(t, e.ctx, sa, append(append(append([]access{}, reportReads...), reportListsSecrets...), deletePods), forbiddenToReport())
 	code, rows, out = e.stuckJSON(readonly, "--fix", "--yes")
 	if code != 1 {
 		t.Fatalf("--fix --yes with the fix variant: exit %d\n%s", code, out)
 	}
 	checkRows(t, out, rows, want, fixes)
-	for pod, state := range map[string]string{"web-cc": "deleting", "web-vol": "deleting", "bare-secret": "present"} {
+	for pod, state := range map[string]string{"web-cc": "deleting", "web-vol": "deleting", "web-noevent": "deleting", "bare-secret": "present"} {
 		if s := e.podState(pod); s != state {
 			t.Errorf("after --fix --yes with the fix variant: pod %s is %s, want %s", pod, s, state)
 		}
