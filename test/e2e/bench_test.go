@@ -181,10 +181,3 @@ func rssKiB(b *testing.B, pid int) (total, anon int64) {
 	must(b, err)
 	return total, anon
 }
-
-// cpuTicks is a process's user and system CPU time in 10 ms ticks.
-func cpuTicks(b *testing.B, pid int) int64 {
-	d, err := measure.CPU(pid)
-	must(b, err)
-	return int64(d / (10 * time.Millisecond))
-}
