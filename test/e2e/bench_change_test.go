@@ -142,6 +142,7 @@ func BenchmarkConfigMapChange(b *testing.B) {
 func benchChange(b *testing.B, in changeInstall) {
 	e := in.setup(b)
 	a := e.startShippedAgent()
+	printConfiguration(b, e, in.name)
 	cm, err := e.client.CoreV1().ConfigMaps(in.ns).Get(e.ctx, in.configMap, metav1.GetOptions{})
 	must(b, err)
 	data := cm.Data
@@ -209,6 +210,20 @@ func benchChange(b *testing.B, in changeInstall) {
 		in.name, quantile(agentOwn, 0.5), quantile(agentOwn, 0.99), quantile(floorOwn, 0.5), quantile(floorOwn, 0.99),
 		in.name, ms(cpu), ms(floorCPU), ratio,
 		in.name, quantile(agent, 0.5), quantile(agent, 0.99), quantile(floor, 0.5), quantile(floor, 0.99))
+}
+
+// printConfiguration prints what the agent chose with no flag, from its
+// status file: where its inputs come from and its token's policy and source.
+func printConfiguration(b *testing.B, e *env, name string) {
+	raw, err := os.ReadFile(e.statusFile())
+	must(b, err)
+	var rep nodeReport
+	must(b, json.Unmarshal(raw, &rep))
+	if rep.Source == nil {
+		b.Fatal("the status file names no source")
+	}
+	fmt.Printf("configmap-change %s: the agent as shipped chose source %s (DaemonSet %q, pod %q, ConfigMaps %v), token policy %s, source %s, account %s\n",
+		name, rep.Source.Kind, rep.Source.DaemonSet, rep.Source.Pod, rep.Source.ConfigMaps, rep.Token.Policy, rep.Token.Source, rep.Token.ServiceAccount)
 }
 
 // wroteLine is the agent's log line of a write, with the time from the
