@@ -231,9 +231,17 @@ func (a *Agent) report(ctx context.Context, rep *reconcile.Report, pass *reconci
 	}
 	a.metrics.Observe(rep, pass, err, triggered)
 	for _, o := range pass.Outcomes {
-		if o.Action != "" {
-			a.logger.Info("wrote", "path", o.Now.Path, "was", o.Found, "action", o.Action, "backup", o.Backup)
+		if o.Action == "" {
+			continue
 		}
+		attrs := []any{"path", o.Now.Path, "was", o.Found, "action", o.Action, "backup", o.Backup}
+		// The time from the oldest trigger of the pass (an informer's
+		// event, a file event, a tick) until this file was renamed into
+		// place: the agent's own share of a change's latency.
+		if at := a.own.renamedAt(o.Now.Path); !triggered.IsZero() && !at.Before(triggered) {
+			attrs = append(attrs, "sinceTrigger", at.Sub(triggered))
+		}
+		a.logger.Info("wrote", attrs...)
 	}
 	a.publisher.Announce(rep, pass, err)
 	if !a.reported {

@@ -115,6 +115,9 @@ func cniDirFilter(managed []string) func(string) bool {
 type OwnWrites struct {
 	mu      sync.Mutex
 	pending map[string]int
+	// renamed is when each path was last renamed into place, for the log
+	// line of the write (the time from its trigger).
+	renamed map[string]time.Time
 }
 
 // Renaming is cniconf.Dir's Renaming: it expects the event of path's
@@ -128,11 +131,16 @@ func (o *OwnWrites) Renaming(path string) func(renamed bool) {
 	}
 	o.pending[path]++
 	return func(renamed bool) {
-		if renamed {
-			return
-		}
+		at := time.Now()
 		o.mu.Lock()
 		defer o.mu.Unlock()
+		if renamed {
+			if o.renamed == nil {
+				o.renamed = map[string]time.Time{}
+			}
+			o.renamed[path] = at
+			return
+		}
 		if o.pending[path] > 0 {
 			o.pending[path]--
 		}
@@ -153,6 +161,17 @@ func (o *OwnWrites) consume(ev fsnotify.Event) bool {
 	}
 	o.pending[path]--
 	return true
+}
+
+// renamedAt is when path was last renamed into place by the agent; zero
+// when never.
+func (o *OwnWrites) renamedAt(path string) time.Time {
+	if o == nil {
+		return time.Time{}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.renamed[filepath.Clean(path)]
 }
 
 func (o *OwnWrites) forget() {

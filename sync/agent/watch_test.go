@@ -79,3 +79,25 @@ func TestOwnWritesCountEachRename(t *testing.T) {
 		t.Fatal("a forgotten rename cancelled an event")
 	}
 }
+
+// TestOwnWritesRenamedAt: the time of a rename into place is kept by path
+// (for the write's log line), and a rename that did not happen keeps none.
+func TestOwnWritesRenamedAt(t *testing.T) {
+	own := &OwnWrites{}
+	if at := own.renamedAt("/net/10-calico.conflist"); !at.IsZero() {
+		t.Fatalf("a path never renamed has a rename time %v", at)
+	}
+	own.Renaming("/net/calico-kubeconfig")(false)
+	if at := own.renamedAt("/net/calico-kubeconfig"); !at.IsZero() {
+		t.Fatalf("a rename that failed was kept at %v", at)
+	}
+	before := time.Now()
+	own.Renaming("/net/10-calico.conflist")(true)
+	if at := own.renamedAt("/net//10-calico.conflist"); at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("rename time %v, want between %v and now", at, before)
+	}
+	var none *OwnWrites
+	if !none.renamedAt("/net/10-calico.conflist").IsZero() {
+		t.Fatal("no OwnWrites, yet a rename time")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +28,11 @@ import (
 //     as the pod starts to refer to it;
 //   - the DaemonSet itself is read with a GET when the pod changes or there
 //     is none: a watch would bring every status update of a cluster-wide
-//     object (its ready counts change with every pod) to every node;
+//     object (its ready counts change with every pod) to every node. One
+//     found absent (a candidate of another install kind) is read again
+//     after absentRecheck, not at every pass: passes in quick succession
+//     would otherwise spend the client's few requests a second on it and
+//     wait for its rate limiter;
 //   - whether a ServiceAccount exists, likewise read again only when the
 //     pod changes.
 type watchedCluster struct {
@@ -40,6 +45,7 @@ type watchedCluster struct {
 	pods       map[string]cache.SharedIndexInformer // by namespace
 	configMaps map[string]cache.SharedIndexInformer // by namespace/name
 	ds         map[string]*appsv1.DaemonSet         // by namespace/name, as last read
+	absentAt   map[string]time.Time                 // when a DaemonSet was last read and found absent
 	dsPod      map[string]string                    // the pod resourceVersion each DaemonSet was read at
 	accounts   map[string]bool
 	accountsAt string
@@ -48,8 +54,12 @@ type watchedCluster struct {
 func newWatchedCluster(client kubernetes.Interface, node string, trigger func(string), start func(cache.SharedIndexInformer) error) *watchedCluster {
 	return &watchedCluster{client: client, node: node, trigger: trigger, start: start,
 		pods: map[string]cache.SharedIndexInformer{}, configMaps: map[string]cache.SharedIndexInformer{},
-		ds: map[string]*appsv1.DaemonSet{}, dsPod: map[string]string{}, accounts: map[string]bool{}}
+		ds: map[string]*appsv1.DaemonSet{}, absentAt: map[string]time.Time{}, dsPod: map[string]string{}, accounts: map[string]bool{}}
 }
+
+// absentRecheck is how long a DaemonSet found absent is taken as absent
+// without asking again.
+const absentRecheck = time.Second
 
 // DaemonSet returns the DaemonSet as last read; it is read again when this
 // node's pod of it changed (or there is none), which is when a new spec can
@@ -58,7 +68,11 @@ func (c *watchedCluster) DaemonSet(ctx context.Context, namespace, name string) 
 	key := namespace + "/" + name
 	c.mu.Lock()
 	cached, seen := c.ds[key]
+	absent := seen && cached == nil && time.Since(c.absentAt[key]) < absentRecheck
 	c.mu.Unlock()
+	if absent {
+		return nil, nil
+	}
 	if seen && cached != nil {
 		if pod, err := c.NodePod(ctx, cached, c.node); err == nil && pod != nil && c.readAt(key) == pod.ResourceVersion {
 			return cached, nil
@@ -81,6 +95,9 @@ func (c *watchedCluster) DaemonSet(ctx context.Context, namespace, name string) 
 	}
 	c.mu.Lock()
 	c.ds[key], c.dsPod[key] = ds, at
+	if ds == nil {
+		c.absentAt[key] = time.Now()
+	}
 	c.mu.Unlock()
 	return ds, nil
 }

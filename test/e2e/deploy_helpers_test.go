@@ -21,7 +21,7 @@ import (
 // calico-config (the given fixture), the calico-node ServiceAccount with its
 // token Secret under the name overlays/pinned-secret pins, and a Node. All
 // removed at cleanup.
-func newSystemEnv(t *testing.T, fixture string) *env {
+func newSystemEnv(t testing.TB, fixture string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)

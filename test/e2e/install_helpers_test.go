@@ -44,7 +44,7 @@ func installsPath(name string) string {
 // calico-config, no token Secret: the fixture brings its own objects). With
 // ns "" the env gets a namespace of its own, purged at cleanup; otherwise ns
 // is where the fixture's objects live (kube-system, calico-system).
-func newInstallEnv(t *testing.T, ns string) *env {
+func newInstallEnv(t testing.TB, ns string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
