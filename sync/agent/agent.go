@@ -51,6 +51,7 @@ type Agent struct {
 	settleSince time.Time                 // when passes started waiting for a file to settle
 	reported    bool                      // a pass has reached the cluster (condition, status)
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
+	fault       atomic.Pointer[error]     // the last pass's own fault (reconcile.Pass.OwnFault)
 }
 
 // NewAgent puts the parts together; it writes no field of any of them. own
@@ -163,6 +164,9 @@ type next struct{ held, recheck time.Duration }
 // (hold), its report.
 func (a *Agent) pass(ctx context.Context, since int64) (next, error) {
 	rep, pass, err := a.reconciler.Reconcile(ctx, reconcile.ModeSync)
+	if ctx.Err() == nil {
+		a.fault.Store(&pass.OwnFault)
+	}
 	if d := a.hold(pass, err); d > 0 {
 		a.queue.keepTriggered(since)
 		return next{held: d}, nil
