@@ -44,6 +44,9 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		return exitError
 	}
 	events, err := newClient(rest.CopyConfig(cfg))
+	if err == nil {
+		err = checkNetDirParent(o.CNINetDir)
+	}
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError

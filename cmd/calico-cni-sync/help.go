@@ -141,6 +141,27 @@ const reportExample = `  calico-cni-sync report
   calico-cni-sync report --stuck --fix --yes`
 
 const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck)
-  1  any node not (--stuck: a pod stuck, after --fix too)
+  1  any node not, or no node found (--stuck: a pod stuck, after --fix too)
   2  an error
+`
+
+const cleanupLong = `cleanup removes what the agent leaves in the cluster once it is uninstalled: the Lease it
+renews (calico-cni-sync-<node>, in the agent's namespace) and its CalicoCNIConfigDrift Node
+condition, for one node (--node-name) or for every node (--all). Run it with kubectl's
+credentials, after kubectl delete -k: it refuses while an agent pod is still on a node it would
+clean, since that agent would put both back.
+
+It leaves the CNI files (10-calico.conflist, calico-kubeconfig) in place: they are the nodes'
+working configuration, which calico-node's install-cni rewrites at its next start. It never
+touches a node's disk; /var/lib/calico-cni-sync (the record and backups) stays on each node until
+you remove it there.`
+
+const cleanupExample = `  # After kubectl delete -k manifests/: every node
+  calico-cni-sync cleanup --all
+
+  # One node, in another kubeconfig context
+  calico-cni-sync cleanup --node-name node-1 --context prod`
+
+const cleanupExitCodes = `  0  removed, or nothing left to remove
+  2  an error: no --node-name or --all, an agent pod still on the node, a request refused
 `

@@ -72,7 +72,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		tokenDir = filepath.Dir(a.cfg.TokenFile)
 		dirs = append(dirs, tokenDir)
 	}
-	if err := os.MkdirAll(a.cfg.NetDir, 0o755); err != nil {
+	// The directory itself, never its parents: a parent that is missing
+	// is a mistyped path, not a directory to invent.
+	if err := os.Mkdir(a.cfg.NetDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create --cni-net-dir: %w", err)
 	}
 	netFilter := cniDirFilter(a.cfg.Managed)
