@@ -45,11 +45,18 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	}
 	events, err := newClient(rest.CopyConfig(cfg))
 	if err == nil {
-		err = checkWritableDirs(o, true)
+		err = checkNetDirParent(o.CNINetDir)
 	}
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError
+	}
+	// A directory the agent cannot write is its own fault, and it may be
+	// passing (a read-only remount): the agent runs, says so, and /readyz
+	// fails until it can write again, so a rollout that broke a mount
+	// stops at the first node.
+	if err := checkWritableDirs(o, true); err != nil {
+		logger.Error("not ready: a directory of the agent's is not writable", "err", err)
 	}
 	queue := agent.NewQueue(logger)
 	watch := inputs.NewWatch(client, queue.Trigger)
@@ -80,6 +87,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source}},
 		queue, own, r, publisher, metrics, health, logger)
 	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
+	health.Faults = func() error { return errors.Join(checkWritableDirs(o, true), a.OwnFault()) }
 	addr, err := status.Serve(ctx, o.HTTPAddr, metrics, health, logger)
 	if err != nil {
 		logger.Error("cannot serve health and metrics", "err", err)

@@ -27,7 +27,9 @@ func TestHelpGoesToStdout(t *testing.T) {
 		want []string
 	}{
 		{[]string{"-h"}, []string{"calico-cni-sync [flags]", "--once --dry-run --node-name node-1",
-			"--once --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1",
+			"--once --manifest-file calico.yaml --token-file token --ca-file ca.crt --node-name node-1",
+			"kubectl -n kube-system create token calico-cni-plugin --duration=24h > token", "namespace calico-system",
+			"kubectl -n kube-system get configmap kube-root-ca.crt -o jsonpath='{.data.ca\\.crt}' > ca.crt",
 			"Exit codes:", "--once  0 the files are current", "Environment:", "KUBECONFIG", "CNI_MTU", "SKIP_TLS_VERIFY", "drift", "render"}},
 		{[]string{"--help"}, []string{"calico-cni-sync [flags]", "Available Commands:"}},
 		{[]string{"help"}, []string{"calico-cni-sync [flags]", "Available Commands:"}},
@@ -35,7 +37,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"drift", "-h"}, []string{"calico-cni-sync drift [flags]", "writes nothing"}},
 		{[]string{"drift", "--help", "--node-name", "x"}, []string{"calico-cni-sync drift [flags]"}},
 		{[]string{"render", "--help"}, []string{"calico-cni-sync render [flags]", "--show-token", `"# <path>"`, "Exit codes:"}},
-		{[]string{"help", "report"}, []string{"calico-cni-sync report [flags]", "1  any node not", "KUBECONFIG"}},
+		{[]string{"help", "report"}, []string{"calico-cni-sync report [flags]", "Stale", "1  any node not", "KUBECONFIG"}},
 		{[]string{"version", "--help"}, []string{"VCS revision"}},
 		{[]string{"completion", "bash"}, []string{"bash completion"}},
 	}
@@ -171,5 +173,29 @@ func TestStateDirLinkedIntoTheCNIDirIsRefused(t *testing.T) {
 	code, _, errOut := runArgs("--once", "--cni-net-dir", net, "--state-dir", dir+"/state-link/records")
 	if code != 2 || !strings.Contains(errOut, "--state-dir") {
 		t.Fatalf("exit %d: %q", code, errOut)
+	}
+}
+
+// TestRepairHelpAgreesWithREADME: the offline repair the help shows is the
+// README's "Repair a node": the same commands for the inputs.
+func TestRepairHelpAgreesWithREADME(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, help, _ := runArgs("--help")
+	for _, line := range []string{
+		"kubectl -n kube-system get daemonset/calico-node configmap/calico-config -o yaml > calico.yaml",
+		"kubectl -n kube-system create token calico-cni-plugin --duration=24h > token",
+		"kubectl -n kube-system get configmap kube-root-ca.crt -o jsonpath='{.data.ca\\.crt}' > ca.crt",
+		"--manifest-file",
+		"calico-system",
+	} {
+		if !strings.Contains(help, line) {
+			t.Errorf("--help lacks %q", line)
+		}
+		if !strings.Contains(string(readme), line) {
+			t.Errorf("README lacks %q", line)
+		}
 	}
 }

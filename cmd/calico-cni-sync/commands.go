@@ -38,7 +38,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		Annotations:   map[string]string{annExitCodes: rootExitCodes, annEnv: nodeEnv},
 		RunE: c.runE("", func(ctx context.Context) (int, error) {
 			if o.Once {
-				return runOnce(ctx, o, c.stdout)
+				return runOnce(ctx, o, c.stdout, c.stderr)
 			}
 			return runAgent(ctx, o, c.logger), nil
 		}),
@@ -73,12 +73,23 @@ func (c *cli) newRootCommand() *cobra.Command {
 		Example:     reportExample,
 		Args:        noArgs,
 		Annotations: map[string]string{annExitCodes: reportExitCodes, annEnv: "  KUBECONFIG  the tool's own kubeconfig, as for kubectl\n"},
-		RunE:        c.runE("report", func(ctx context.Context) (int, error) { return runReport(ctx, o, c.stdout) }),
+		RunE:        c.runE("report", func(ctx context.Context) (int, error) { return runReport(ctx, o, c.stdout, c.stderr) }),
 	}
 
 	report.Flags().BoolVar(&o.Stuck, "stuck", false, "list the pods a stale or rejected CNI token left stuck, with the fix for each")
 	report.Flags().BoolVar(&o.Fix, "fix", false, "with --stuck: delete the stuck pods a controller owns (it recreates them); asks first unless --yes")
 	report.Flags().BoolVar(&o.Yes, "yes", false, "with --stuck --fix: delete without asking")
+
+	cleanup := &cobra.Command{
+		Use:         "cleanup (--node-name NODE | --all) [flags]",
+		Short:       "After an uninstall, remove the agent's Lease and Node condition; leaves the CNI files",
+		Long:        cleanupLong,
+		Example:     cleanupExample,
+		Args:        noArgs,
+		Annotations: map[string]string{annExitCodes: cleanupExitCodes, annEnv: "  KUBECONFIG  the tool's own kubeconfig, as for kubectl\n"},
+		RunE:        c.runE("cleanup", func(ctx context.Context) (int, error) { return runCleanup(ctx, o, c.stdout, c.stderr) }),
+	}
+	o.addCleanupFlags(cleanup.Flags())
 
 	versionCmd := &cobra.Command{
 		Use:         "version",
@@ -92,12 +103,17 @@ func (c *cli) newRootCommand() *cobra.Command {
 	}
 
 	// Every mode takes the common flags as its own (not cobra's persistent
-	// flags, which version and completion would accept too).
+	// flags, which version and completion would accept too), but for those
+	// only one of them takes.
 	for _, cmd := range []*cobra.Command{root, drift, render, report} {
-		o.AddFlags(cmd.Flags())
+		name := ""
+		if cmd != root {
+			name = cmd.Name()
+		}
+		o.addFlagsFor(name, cmd.Flags())
 		completeValues(cmd)
 	}
-	root.AddCommand(drift, report, render, versionCmd)
+	root.AddCommand(drift, report, render, cleanup, versionCmd)
 	root.SetHelpCommand(helpCommand())
 	root.SetUsageTemplate(withExtras(root.UsageTemplate()))
 	root.SuggestionsMinimumDistance = 2

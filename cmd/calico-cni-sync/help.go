@@ -34,14 +34,14 @@ Use "`
 }
 
 const rootLong = `calico-cni-sync keeps Calico's CNI config (10-calico.conflist or 10-calico.conf) and
-calico-kubeconfig on this node equal to what Calico's install-cni would write now, from the
-calico-config ConfigMap and the current service-account token, and reports a hand edit instead
-of losing it.
+calico-kubeconfig on this node equal to what Calico's install-cni would write now, from
+calico-node's DaemonSet, the ConfigMaps it refers to and a working CNI token, and reports a hand
+edit instead of losing it.
 
-Without a command it is the node agent: it watches the ConfigMap, the token and the CNI
-directory and reconciles until SIGTERM. With --once it reconciles this node once and exits: the
-repair of a broken node, online with a kubeconfig, or offline (no API server) with
---configmap-file (or --cni-network-config-file), --token-file and --ca-file.`
+Without a command it is the node agent: it watches its inputs, the token and the CNI directory
+and reconciles until SIGTERM. With --once it reconciles this node once and exits: the repair of a
+broken node, online with a kubeconfig, or offline (no API server) with --manifest-file (or
+--configmap-file, --cni-network-config-file), --token-file and --ca-file.`
 
 const rootExample = `  # What --once would change on node-1, as a diff; writes nothing
   calico-cni-sync --once --dry-run --node-name node-1
@@ -49,11 +49,14 @@ const rootExample = `  # What --once would change on node-1, as a diff; writes n
   # Put node-1's files right
   calico-cni-sync --once --node-name node-1
 
-  # The same offline, when the node cannot reach the API server: bring the inputs along
-  #   kubectl -n kube-system get configmap calico-config -o yaml > calico-config.yaml
-  #   kubectl -n kube-system create token calico-node > token
+  # The same offline, when the node cannot reach the API server: bring the inputs along.
+  # The CNI account is calico-cni-plugin on Calico v3.26+ (calico-node before, canal on canal);
+  # operator installs: namespace calico-system, ConfigMap cni-config.
+  #   kubectl -n kube-system get daemonset/calico-node configmap/calico-config -o yaml > calico.yaml
+  #   kubectl -n kube-system create token calico-cni-plugin --duration=24h > token
+  #   kubectl -n kube-system get configmap kube-root-ca.crt -o jsonpath='{.data.ca\.crt}' > ca.crt
   KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
-    calico-cni-sync --once --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`
+    calico-cni-sync --once --manifest-file calico.yaml --token-file token --ca-file ca.crt --node-name node-1`
 
 const rootExitCodes = `  agent   0 after SIGTERM or SIGINT; 2 when it cannot start
   --once  0 the files are current (written or already so); 1 a hand edit was left in place
@@ -93,7 +96,7 @@ const driftExample = `  # What is wrong on node-1
   calico-cni-sync drift --node-name node-1 --suggest
 
   # Offline, with no API server
-  calico-cni-sync drift --configmap-file calico-config.yaml --token-file token --ca-file ca.crt --node-name node-1`
+  calico-cni-sync drift --manifest-file calico.yaml --token-file token --ca-file ca.crt --node-name node-1`
 
 const driftExitCodes = `  0  every file InSync
   1  any other state, or the API server rejects the token the files hold
@@ -116,7 +119,8 @@ const renderExitCodes = `  0  printed
 `
 
 const reportLong = `report lists every node's state from its CalicoCNIConfigDrift Node condition, problems first.
-A node without the condition is Unknown.
+A node without the condition is Unknown; a node whose agent's Lease is missing or older than twice
+the resync period is Stale (its agent is gone, so its condition may be out of date).
 
 With --stuck it lists instead the pods a stale or rejected CNI token left stuck: pods not Running
 that mount a Secret that no longer exists (as the kubelet's FailedMount events say, and, where
@@ -137,6 +141,27 @@ const reportExample = `  calico-cni-sync report
   calico-cni-sync report --stuck --fix --yes`
 
 const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck)
-  1  any node not (--stuck: a pod stuck, after --fix too)
+  1  any node not, or no node found (--stuck: a pod stuck, after --fix too)
   2  an error
+`
+
+const cleanupLong = `cleanup removes what the agent leaves in the cluster once it is uninstalled: the Lease it
+renews (calico-cni-sync-<node>, in the agent's namespace) and its CalicoCNIConfigDrift Node
+condition, for one node (--node-name) or for every node (--all). Run it with kubectl's
+credentials, after kubectl delete -k: it refuses while an agent pod is still on a node it would
+clean, since that agent would put both back.
+
+It leaves the CNI files (10-calico.conflist, calico-kubeconfig) in place: they are the nodes'
+working configuration, which calico-node's install-cni rewrites at its next start. It never
+touches a node's disk; /var/lib/calico-cni-sync (the record and backups) stays on each node until
+you remove it there.`
+
+const cleanupExample = `  # After kubectl delete -k manifests/: every node
+  calico-cni-sync cleanup --all
+
+  # One node, in another kubeconfig context
+  calico-cni-sync cleanup --node-name node-1 --context prod`
+
+const cleanupExitCodes = `  0  removed, or nothing left to remove
+  2  an error: no --node-name or --all, an agent pod still on the node, a request refused
 `

@@ -60,6 +60,7 @@ func TestFileNamesStayInTheCNIDirectory(t *testing.T) {
 func TestRelativeDirectoriesAreMadeAbsolute(t *testing.T) {
 	n := newNode(t, "calico-config-v3.32.yaml")
 	t.Chdir(n.dir)
+	must(t, os.Mkdir("rel", 0o755)) // --cni-net-dir's parent must exist
 	code, out := n.run("--once", "--cni-net-dir", "rel/net", "--state-dir", "rel/state", "--backup-dir", "rel/backups")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)

@@ -26,15 +26,18 @@ func oneShotReconciler(o *Options, as role) (*reconcile.Reconciler, error) {
 }
 
 // runOnce reconciles this node once: the repair of a broken node.
-func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
+func runOnce(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, error) {
 	r, err := oneShotReconciler(o, role{keepFacts: !o.AcceptEnvChange})
 	if err != nil {
 		return exitError, err
 	}
+	if note := o.nodeNameNote(); note != "" {
+		_, _ = fmt.Fprintln(stderr, note)
+	}
 	mode := reconcile.ModeSync
 	if o.DryRun {
 		mode = reconcile.ModeDryRun
-	} else if err := checkWritableDirs(o, false); err != nil {
+	} else if err := errors.Join(checkNetDirParent(o.CNINetDir), checkWritableDirs(o, false)); err != nil {
 		return exitError, err
 	}
 	rep, pass, err := r.Reconcile(ctx, mode)

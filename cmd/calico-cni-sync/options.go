@@ -25,6 +25,9 @@ type Options struct {
 	// Kubeconfig is the agent's own kubeconfig; else kubectl's rules:
 	// $KUBECONFIG, ~/.kube/config, in-cluster.
 	Kubeconfig string
+	// Context is the kubeconfig context to use, as kubectl's --context;
+	// empty: the current context.
+	Context string
 	// LogFormat is text or json.
 	LogFormat string
 	// Verbosity is the log level: 0 info, 1+ debug, and client-go's own -v.
@@ -112,6 +115,9 @@ type Options struct {
 	Stuck bool
 	Fix   bool
 	Yes   bool
+	// CleanupAll makes cleanup remove the agent's Lease and condition of
+	// every node, rather than of --node-name's.
+	CleanupAll bool
 	// ChainedPluginTypes and MetaPluginTypes add to the plugin types that
 	// other node agents chain into Calico's list (istio-cni, linkerd-cni)
 	// and that delegate to Calico from a config sorting first (multus).
@@ -120,6 +126,9 @@ type Options struct {
 
 	// changed records the flags given on the command line.
 	changed func(name string) bool
+	// nodeNameFrom says where NodeName came from when no flag or variable
+	// gave it: "hostname" or "record" (the CNI directory's record).
+	nodeNameFrom string
 }
 
 // NewOptions returns the defaults, with the environment install-cni reads.
@@ -158,6 +167,7 @@ func envOr(key, def string) string {
 // AddFlags registers every common flag.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the tool itself (default $KUBECONFIG, else ~/.kube/config, else in-cluster)")
+	fs.StringVar(&o.Context, "context", o.Context, "the kubeconfig context to use, as kubectl's (default the current context)")
 	fs.StringVar(&o.Source, "source", o.Source, "where the inputs come from: auto, daemonset (calico-node's DaemonSet, as install-cni gets them) or configmap")
 	fs.StringVar(&o.CalicoDaemonSet, "calico-daemonset", o.CalicoDaemonSet, "calico-node's DaemonSet as NAMESPACE/NAME (default: the first of "+inputs.CandidateList()+")")
 	fs.StringVar(&o.ManifestFile, "manifest-file", o.ManifestFile, "read the DaemonSet and its ConfigMaps from this manifest (calico.yaml, or kubectl get -o yaml output) instead of the API")
@@ -229,11 +239,46 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 		// environment: the node's name is the one its files were written
 		// for.
 		o.NodeName = cniconf.RecordedFacts(o.StateDir, o.CNINetDir)[cniconf.FactNodeName]
+		if o.NodeName != "" {
+			o.nodeNameFrom = "record"
+		}
 	}
 	if o.NodeName == "" {
 		o.NodeName, _ = os.Hostname()
+		if o.NodeName != "" {
+			o.nodeNameFrom = "hostname"
+		}
 	}
 	return nil
+}
+
+// onlyFor names the flags of the common set that only some commands take:
+// a command's help lists only the flags it accepts, and any other is an
+// unknown flag. The mode flags are the agent's (--once is how it runs once).
+var onlyFor = map[string]string{"once": "", "dry-run": "", "accept-env-change": ""}
+
+// addFlagsFor registers the common flags the command takes.
+func (o *Options) addFlagsFor(command string, fs *pflag.FlagSet) {
+	all := pflag.NewFlagSet(command, pflag.ContinueOnError)
+	o.AddFlags(all)
+	all.VisitAll(func(f *pflag.Flag) {
+		if only, ok := onlyFor[f.Name]; !ok || only == command {
+			fs.AddFlag(f)
+		}
+	})
+}
+
+// nodeNameNote is the line --once prints on stderr when the node's name
+// came from neither a flag nor the environment, so that a repair run from
+// a shell says which node it repaired.
+func (o *Options) nodeNameNote() string {
+	switch o.nodeNameFrom {
+	case "hostname":
+		return fmt.Sprintf("node name %q from the hostname (no --node-name, $KUBERNETES_NODE_NAME or $NODE_NAME)", o.NodeName)
+	case "record":
+		return fmt.Sprintf("node name %q from the record of the last write in %s (no --node-name, $KUBERNETES_NODE_NAME or $NODE_NAME)", o.NodeName, o.StateDir)
+	}
+	return ""
 }
 
 // offline reports whether the command has every input it needs without an

@@ -79,3 +79,24 @@ func checkWritableDirs(o *Options, statusFile bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// checkNetDirParent lets a command create --cni-net-dir itself, but not the
+// directories above it: a mistyped path (/etc/cin/net.d) must fail, naming
+// the flag, rather than leave a tree the container runtime never reads.
+func checkNetDirParent(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("--cni-net-dir %s is not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("--cni-net-dir %s: %w", dir, err)
+	}
+	parent := filepath.Dir(dir)
+	pfi, err := os.Stat(parent)
+	if err != nil || !pfi.IsDir() {
+		return fmt.Errorf("--cni-net-dir %s does not exist, and neither does its parent %s: check the path (only the last element is created)", dir, parent)
+	}
+	return nil
+}

@@ -11,8 +11,11 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 )
 
-// runReport prints every node's state.
-func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
+// runReport prints every node's state. With no node to judge it says so on
+// stderr, as kubectl's "No resources found", and exits 1: report vouches
+// that every node is InSync, and a selector that matches nothing (a typo in
+// -l, the wrong --context) must not pass for that.
+func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, error) {
 	cfg, err := restConfig(o)
 	if err != nil {
 		return exitError, err
@@ -28,11 +31,14 @@ func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
+	if len(rows) == 0 {
+		_, _ = fmt.Fprintf(stderr, "No nodes found (selector %q)\n", o.Selector)
+	}
 	if o.Output == "json" {
 		if err := printJSON(stdout, map[string]any{"nodes": rows}); err != nil {
 			return exitError, err
 		}
-	} else {
+	} else if len(rows) > 0 {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		_, _ = fmt.Fprintln(tw, "NODE\tSTATE\tREASON\tSINCE\tMESSAGE")
 		for _, r := range rows {
@@ -43,6 +49,9 @@ func runReport(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, r.Reason, since, r.Message)
 		}
 		_ = tw.Flush()
+	}
+	if len(rows) == 0 {
+		return exitDrift, nil
 	}
 	for _, r := range rows {
 		if r.State != string(cniconf.InSync) {

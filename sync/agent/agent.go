@@ -51,6 +51,7 @@ type Agent struct {
 	settleSince time.Time                 // when passes started waiting for a file to settle
 	reported    bool                      // a pass has reached the cluster (condition, status)
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
+	fault       atomic.Pointer[error]     // the last pass's own fault (reconcile.Pass.OwnFault)
 }
 
 // NewAgent puts the parts together; it writes no field of any of them. own
@@ -71,7 +72,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		tokenDir = filepath.Dir(a.cfg.TokenFile)
 		dirs = append(dirs, tokenDir)
 	}
-	if err := os.MkdirAll(a.cfg.NetDir, 0o755); err != nil {
+	// The directory itself, never its parents: a parent that is missing
+	// is a mistyped path, not a directory to invent.
+	if err := os.Mkdir(a.cfg.NetDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create --cni-net-dir: %w", err)
 	}
 	netFilter := cniDirFilter(a.cfg.Managed)
@@ -163,6 +166,9 @@ type next struct{ held, recheck time.Duration }
 // (hold), its report.
 func (a *Agent) pass(ctx context.Context, since int64) (next, error) {
 	rep, pass, err := a.reconciler.Reconcile(ctx, reconcile.ModeSync)
+	if ctx.Err() == nil {
+		a.fault.Store(&pass.OwnFault)
+	}
 	if d := a.hold(pass, err); d > 0 {
 		a.queue.keepTriggered(since)
 		return next{held: d}, nil

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -31,4 +32,17 @@ func (a *Agent) TokenExpired() error {
 		return fmt.Errorf("the token on disk expired at %s and was not renewed", exp.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// OwnFault is what keeps the agent from doing its job, for /readyz: the last
+// pass failed for a reason of its own (a write failed; the API server
+// refused its credential or RBAC a read), or the last report was refused.
+// A pass that failed for the cluster's inputs is no fault of the agent's:
+// it is reported, and the agent stays ready.
+func (a *Agent) OwnFault() error {
+	var pass error
+	if p := a.fault.Load(); p != nil {
+		pass = *p
+	}
+	return errors.Join(pass, a.publisher.Refused())
 }

@@ -22,6 +22,12 @@ type Pass struct {
 	// OwnTokenRejected: the API server rejects the token the source gave,
 	// and the node's files hold it.
 	OwnTokenRejected bool
+	// OwnFault is the pass's failure when the reason is the agent's own: a
+	// write that failed, or the API server refusing the agent's credential
+	// (401) or RBAC (403) a read of the inputs or the token. A failure of
+	// the inputs themselves (a bad template, a missing ConfigMap, a file in
+	// state Error) is the node's state, never an OwnFault.
+	OwnFault error
 
 	in  *inputs.Install
 	obs *cniconf.Observation

@@ -12,6 +12,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // Report is one node's state: drift -o json prints it and the agent keeps it
@@ -110,8 +111,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		if p != nil {
 			tok = p.token.Value
 		}
+		refused := apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)
 		err = errors.New(cniconf.Redact(err.Error(), tok))
-		return r.failed(rep, err, p)
+		rep, pass, err := r.failed(rep, err, p)
+		if refused {
+			pass.OwnFault = err
+		}
+		return rep, pass, err
 	}
 	want := p.want
 	if r.KeepFacts && mode != ModeCheck {
@@ -164,6 +170,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	p.describeDisk(rep, obs)
 	pass.OwnTokenRejected = r.ownTokenRejected(rep, want, obs)
 	if err != nil {
+		pass.OwnFault = err
 		return rep, pass, err
 	}
 	return rep, pass, fileErrors(rep.Files)

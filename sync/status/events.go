@@ -71,16 +71,18 @@ func (r *Reporter) Announce(rep *reconcile.Report, pass *reconcile.Pass, reconci
 // only when it changed, and the status file. It may wait on the API server;
 // the agent calls it apart from its passes.
 func (r *Reporter) Publish(ctx context.Context, rep *reconcile.Report) error {
-	var errs []string
-	// The condition first: it is what the cluster waits for.
-	if err := r.patchCondition(ctx, ConditionFor(rep, r.advice)); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if err := r.writeStatus(rep); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("report: %s", strings.Join(errs, "; "))
+	// The condition first: it is what the cluster waits for. Both errors
+	// stay wrapped: the agent tells an API server that refuses its
+	// credential (its own fault) from one that is away.
+	patchErr := r.patchCondition(ctx, ConditionFor(rep, r.advice))
+	statusErr := r.writeStatus(rep)
+	switch {
+	case patchErr != nil && statusErr != nil:
+		return fmt.Errorf("report: %w; %w", patchErr, statusErr)
+	case patchErr != nil:
+		return fmt.Errorf("report: %w", patchErr)
+	case statusErr != nil:
+		return fmt.Errorf("report: %w", statusErr)
 	}
 	return nil
 }

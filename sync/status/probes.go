@@ -14,7 +14,14 @@ import (
 )
 
 // Health tells the kubelet whether the reconcile loop is alive (/healthz)
-// and whether a first reconcile succeeded (/readyz).
+// and whether the agent is fit to do its job (/readyz).
+//
+// The line readiness draws: the agent's own faults make it NotReady (its
+// directories unwritable, its own credential or RBAC refused by the API
+// server, a write of its own that failed), so a rollout of a broken agent
+// stops at the first node. The cluster's inputs never do: a bad ConfigMap or
+// template, a rejected CNI token, a hand edit are the node's state, reported
+// in the condition, events and metrics by an agent that is Ready.
 type Health struct {
 	// WedgedAfter is how long one reconcile may run, and how long past a
 	// resync period the loop may go without finishing one, before it is
@@ -25,7 +32,10 @@ type Health struct {
 	// Extra, when set, is one more liveness check (a dead token that cannot
 	// be renewed).
 	Extra func() error
-	Now   func() time.Time
+	// Faults, when set, names the agent's own faults; /readyz fails while
+	// it returns one. It must never fail for the cluster's inputs.
+	Faults func() error
+	Now    func() time.Time
 
 	mu        sync.Mutex
 	busySince time.Time
@@ -76,12 +86,19 @@ func (h *Health) Live() error {
 }
 
 // Ready reports whether a pass has completed and been reported (caches
-// synced, the condition patched), whatever the node's state.
+// synced, the condition patched), whatever the node's state, and the agent
+// has no fault of its own (Faults).
 func (h *Health) Ready() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.ready {
+	ready := h.ready
+	h.mu.Unlock()
+	if !ready {
 		return errors.New("no reconcile reported yet")
+	}
+	if h.Faults != nil {
+		if err := h.Faults(); err != nil {
+			return fmt.Errorf("the agent cannot do its job: %w", err)
+		}
 	}
 	return nil
 }

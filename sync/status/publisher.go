@@ -3,11 +3,13 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // Publisher tells the cluster what the passes found, apart from the
@@ -22,6 +24,9 @@ type Publisher struct {
 	liveness *Liveness
 	logger   *slog.Logger
 	latest   *latestReport
+
+	mu      sync.Mutex
+	refused error // the last publish's refusal of the agent's own credential
 }
 
 // NewPublisher publishes through reporter and renews liveness (nil keeps
@@ -41,7 +46,31 @@ func (p *Publisher) Publish(ctx context.Context, rep *reconcile.Report) error {
 	if p.liveness != nil && p.liveness.Due() {
 		err = errors.Join(err, p.liveness.Renew(ctx))
 	}
+	p.mu.Lock()
+	switch {
+	case err == nil:
+		p.refused = nil
+	case OwnCredentialRefused(err):
+		p.refused = fmt.Errorf("the API server refuses the agent's own requests: %w", err)
+	}
+	p.mu.Unlock()
 	return err
+}
+
+// Refused is the last publish's error when the API server refused the
+// agent's own credential (401) or its RBAC (403), until a publish succeeds:
+// an agent that cannot report is not ready. An API server that does not
+// answer is not the agent's fault and is not held against it.
+func (p *Publisher) Refused() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
+}
+
+// OwnCredentialRefused reports whether err holds the API server's 401 or
+// 403 to a request the agent made with its own credential.
+func OwnCredentialRefused(err error) bool {
+	return apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)
 }
 
 // Offer hands a report to Run, replacing one still waiting.

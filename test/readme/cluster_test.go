@@ -81,6 +81,11 @@ func newCluster(t *testing.T) *cluster {
 			t.Fatal(err)
 		}
 	}
+	// The README's calico-cni-sync on the reader's PATH: the binary make
+	// build writes.
+	if err := os.Symlink(filepath.Join(root, "bin", "calico-cni-sync"), filepath.Join(shims, "calico-cni-sync")); err != nil {
+		t.Fatal(err)
+	}
 	kubeconfig := filepath.Join(c.dir, "admin.kubeconfig")
 	if err := c.cp.WriteKubeconfig(kubeconfig, c.cp.Config); err != nil {
 		t.Fatal(err)
@@ -245,6 +250,7 @@ func TestRepair(t *testing.T) {
 func TestUninstall(t *testing.T) {
 	text := readme(t)
 	c := newCluster(t)
+	buildAgent(t, c.root) // the uninstall's calico-cni-sync cleanup
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	client := c.cp.Client
