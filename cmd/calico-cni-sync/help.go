@@ -141,7 +141,7 @@ const reportExample = `  calico-cni-sync report
   calico-cni-sync report --stuck --fix --yes`
 
 const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck)
-  1  any node not, or no node found (--stuck: a pod stuck, after --fix too)
+  1  any node not (--stuck: a pod stuck, after --fix too)
   2  an error
 `
 

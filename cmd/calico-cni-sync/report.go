@@ -51,7 +51,7 @@ func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, 
 		_ = tw.Flush()
 	}
 	if len(rows) == 0 {
-		return exitDrift, nil
+		return exitOK, nil
 	}
 	for _, r := range rows {
 		if r.State != string(cniconf.InSync) {
