@@ -161,11 +161,11 @@ func (a *auto) install(daemonSet, configMap InstallSource) InstallSource {
 		if none {
 			return configMap(ctx)
 		}
-		ds, err := FindDaemonSet(ctx, a.cluster, a.named)
+		all, err := existingDaemonSets(ctx, a.cluster, a.named)
 		if err != nil {
 			return nil, fmt.Errorf("--source=auto: %w", err)
 		}
-		if ds != nil {
+		if len(all) > 0 {
 			return daemonSet(ctx)
 		}
 		if a.recheck > 0 {

@@ -169,6 +169,13 @@ func (c *watchedCluster) ConfigMap(namespace, name string) (*corev1.ConfigMap, e
 	return cm, err
 }
 
+// Node is read with a GET, only when several candidate DaemonSets exist
+// and none has a pod on this node: a Node's status changes too often to be
+// worth a watch for that.
+func (c *watchedCluster) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	return APICluster{Client: c.client}.Node(ctx, name)
+}
+
 // ServiceAccountExists is read with a GET, again only after this node's pod
 // changed.
 func (c *watchedCluster) ServiceAccountExists(namespace, name string) (bool, error) {
