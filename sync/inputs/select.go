@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -116,7 +118,7 @@ func Select(c Config) (Sources, error) {
 	// request at each pass; its watch serves the token.
 	watched := c.Watch != nil && c.TemplateFile == ""
 	if watched {
-		cluster = newWatchedCluster(c.Client, c.NodeName, c.Watch.Trigger, c.Watch.start)
+		cluster = newWatchedCluster(c.Client, c.NodeName, c.daemonSets(), c.Recheck, c.Watch.Trigger, c.Watch.start)
 		cm = c.Watch.watchedConfigMap(c.Namespace, c.ConfigMap)
 		accounts = newCachedAccounts(direct, c.Recheck)
 	}
@@ -175,6 +177,15 @@ func (a *auto) install(daemonSet, configMap InstallSource) InstallSource {
 		}
 		return configMap(ctx)
 	}
+}
+
+// daemonSets are the DaemonSets discovery may read: the one named, else the
+// candidates. A malformed name is reported by the read.
+func (c Config) daemonSets() []types.NamespacedName {
+	if ns, name, ok := strings.Cut(c.DaemonSet, "/"); ok {
+		return []types.NamespacedName{{Namespace: ns, Name: name}}
+	}
+	return installcni.Candidates()
 }
 
 // tokenSource is --token-source: the token Secret is watched by the agent
