@@ -120,7 +120,7 @@ func TestFindDaemonSetMigration(t *testing.T) {
 
 	// The whole source: the account and the template follow the DaemonSet.
 	c := migrationCluster{ManifestCluster: ManifestCluster{Manifest: m}, node: node("pre-operator")}
-	in, err := InstallFromDaemonSet(c, "", "node-1", func(string) (string, bool) { return "", false }, "")(context.Background())
+	in, err := InstallFromDaemonSet(c, "", "node-1", func(string) (string, bool) { return "", false }, "", "")(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,8 +129,21 @@ type Cluster interface {
 // InstallFromDaemonSet is source daemonset: install-cni's environment as the
 // kubelet would give it to this node's calico-node pod (else to a new pod of
 // the DaemonSet's template), with the ConfigMaps it refers to as they are now.
-func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (string, bool), file string) InstallSource {
+// templateFile (--cni-network-config-file), when given, replaces just the
+// template, read at each pass, as install-cni's CNI_NETWORK_CONFIG_FILE
+// replaces CNI_NETWORK_CONFIG.
+func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (string, bool), file, templateFile string) InstallSource {
 	return func(ctx context.Context) (*Install, error) {
+		var template []byte
+		if templateFile != "" {
+			var err error
+			if template, err = os.ReadFile(templateFile); err != nil {
+				return nil, fmt.Errorf("read --cni-network-config-file: %w", err)
+			}
+			if len(template) == 0 {
+				return nil, fmt.Errorf("--cni-network-config-file %s is empty", templateFile)
+			}
+		}
 		ds, pod, err := FindDaemonSet(ctx, c, named, node)
 		if err != nil {
 			return nil, err
@@ -138,9 +151,16 @@ func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (
 		if ds == nil {
 			return nil, fmt.Errorf("no calico-node DaemonSet found (looked for %s); name it with --calico-daemonset or use --source=configmap", CandidateList())
 		}
-		r, err := installcni.Resolve(installcni.Request{DaemonSet: ds, Pod: pod, NodeName: node, AgentEnv: agentEnv}, c)
+		r, err := installcni.Resolve(installcni.Request{DaemonSet: ds, Pod: pod, NodeName: node, AgentEnv: agentEnv,
+			TemplateGiven: templateFile != ""}, c)
 		if err != nil {
 			return nil, err
+		}
+		if templateFile != "" {
+			// The agent's file is the template: no place in the cluster
+			// holds a lasting change of it.
+			r.Template = string(template)
+			delete(r.Origins, "CNI_NETWORK_CONFIG")
 		}
 		where := "DaemonSet " + r.DaemonSet
 		if r.Pod != "" {

@@ -100,7 +100,7 @@ func Select(c Config) (Sources, error) {
 		if err != nil {
 			return Sources{}, fmt.Errorf("--manifest-file %s: %w", c.ManifestFile, err)
 		}
-		s.Install = InstallFromDaemonSet(ManifestCluster{Manifest: m}, c.DaemonSet, c.NodeName, env, c.ManifestFile)
+		s.Install = InstallFromDaemonSet(ManifestCluster{Manifest: m}, c.DaemonSet, c.NodeName, env, c.ManifestFile, c.TemplateFile)
 		return s, nil
 	case c.ConfigMapFile != "":
 		s.Install = configMap(ConfigMapFromFile(c.ConfigMapFile), c.ConfigMapFile, accounts)
@@ -122,9 +122,9 @@ func Select(c Config) (Sources, error) {
 		cm = c.Watch.watchedConfigMap(c.Namespace, c.ConfigMap)
 		accounts = newCachedAccounts(direct, c.Recheck)
 	}
-	daemonSet := InstallFromDaemonSet(cluster, c.DaemonSet, c.NodeName, env, "")
+	daemonSet := InstallFromDaemonSet(cluster, c.DaemonSet, c.NodeName, env, "", c.TemplateFile)
 	fromConfigMap := configMap(cm, "", accounts)
-	freshDaemonSet := InstallFromDaemonSet(direct, c.DaemonSet, c.NodeName, env, "")
+	freshDaemonSet := InstallFromDaemonSet(direct, c.DaemonSet, c.NodeName, env, "", c.TemplateFile)
 	freshConfigMap := configMap(ConfigMapFromAPI(c.Client, c.Namespace, c.ConfigMap), "", direct)
 	switch {
 	case c.Source == SourceDaemonSet:
