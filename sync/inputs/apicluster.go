@@ -51,6 +51,20 @@ func (c APICluster) NodePod(ctx context.Context, ds *appsv1.DaemonSet, node stri
 	return PodOf(ds, pods), nil
 }
 
+// Node gets the Node.
+func (c APICluster) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, APITimeout)
+	defer cancel()
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get Node %s: %w", name, err)
+	}
+	return n, nil
+}
+
 // ConfigMap gets one ConfigMap.
 func (c APICluster) ConfigMap(namespace, name string) (*corev1.ConfigMap, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), APITimeout)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
 )
@@ -123,53 +121,46 @@ type Cluster interface {
 	DaemonSet(ctx context.Context, namespace, name string) (*appsv1.DaemonSet, error)
 	// NodePod is the pod of ds running on node, nil when there is none.
 	NodePod(ctx context.Context, ds *appsv1.DaemonSet, node string) (*corev1.Pod, error)
-}
-
-// FindDaemonSet is the DaemonSet named by --calico-daemonset, else the first
-// of installcni.Candidates that exists; nil when none does.
-func FindDaemonSet(ctx context.Context, c Cluster, named string) (*appsv1.DaemonSet, error) {
-	cands := installcni.Candidates()
-	if named != "" {
-		ns, name, ok := strings.Cut(named, "/")
-		if !ok || ns == "" || name == "" {
-			return nil, fmt.Errorf("--calico-daemonset %q: want NAMESPACE/NAME", named)
-		}
-		cands = []types.NamespacedName{{Namespace: ns, Name: name}}
-	}
-	for _, n := range cands {
-		ds, err := c.DaemonSet(ctx, n.Namespace, n.Name)
-		if err != nil {
-			return nil, err
-		}
-		if ds != nil {
-			return ds, nil
-		}
-	}
-	if named != "" {
-		return nil, fmt.Errorf("DaemonSet %s not found (--calico-daemonset)", named)
-	}
-	return nil, nil
+	// Node is the Node, nil when it does not exist or cannot be known
+	// (offline).
+	Node(ctx context.Context, name string) (*corev1.Node, error)
 }
 
 // InstallFromDaemonSet is source daemonset: install-cni's environment as the
 // kubelet would give it to this node's calico-node pod (else to a new pod of
 // the DaemonSet's template), with the ConfigMaps it refers to as they are now.
-func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (string, bool), file string) InstallSource {
+// templateFile (--cni-network-config-file), when given, replaces just the
+// template, read at each pass, as install-cni's CNI_NETWORK_CONFIG_FILE
+// replaces CNI_NETWORK_CONFIG.
+func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (string, bool), file, templateFile string) InstallSource {
 	return func(ctx context.Context) (*Install, error) {
-		ds, err := FindDaemonSet(ctx, c, named)
+		var template []byte
+		if templateFile != "" {
+			var err error
+			if template, err = os.ReadFile(templateFile); err != nil {
+				return nil, fmt.Errorf("read --cni-network-config-file: %w", err)
+			}
+			if len(template) == 0 {
+				return nil, fmt.Errorf("--cni-network-config-file %s is empty", templateFile)
+			}
+		}
+		ds, pod, err := FindDaemonSet(ctx, c, named, node)
 		if err != nil {
 			return nil, err
 		}
 		if ds == nil {
 			return nil, fmt.Errorf("no calico-node DaemonSet found (looked for %s); name it with --calico-daemonset or use --source=configmap", CandidateList())
 		}
-		pod, err := c.NodePod(ctx, ds, node)
+		r, err := installcni.Resolve(installcni.Request{DaemonSet: ds, Pod: pod, NodeName: node, AgentEnv: agentEnv,
+			TemplateGiven: templateFile != ""}, c)
 		if err != nil {
 			return nil, err
 		}
-		r, err := installcni.Resolve(installcni.Request{DaemonSet: ds, Pod: pod, NodeName: node, AgentEnv: agentEnv}, c)
-		if err != nil {
-			return nil, err
+		if templateFile != "" {
+			// The agent's file is the template: no place in the cluster
+			// holds a lasting change of it.
+			r.Template = string(template)
+			delete(r.Origins, "CNI_NETWORK_CONFIG")
 		}
 		where := "DaemonSet " + r.DaemonSet
 		if r.Pod != "" {
@@ -281,6 +272,11 @@ func (m ManifestCluster) DaemonSet(_ context.Context, namespace, name string) (*
 
 // NodePod is always nil offline.
 func (m ManifestCluster) NodePod(context.Context, *appsv1.DaemonSet, string) (*corev1.Pod, error) {
+	return nil, nil
+}
+
+// Node is unknown offline.
+func (m ManifestCluster) Node(context.Context, string) (*corev1.Node, error) {
 	return nil, nil
 }
 

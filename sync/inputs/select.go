@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -98,7 +100,7 @@ func Select(c Config) (Sources, error) {
 		if err != nil {
 			return Sources{}, fmt.Errorf("--manifest-file %s: %w", c.ManifestFile, err)
 		}
-		s.Install = InstallFromDaemonSet(ManifestCluster{Manifest: m}, c.DaemonSet, c.NodeName, env, c.ManifestFile)
+		s.Install = InstallFromDaemonSet(ManifestCluster{Manifest: m}, c.DaemonSet, c.NodeName, env, c.ManifestFile, c.TemplateFile)
 		return s, nil
 	case c.ConfigMapFile != "":
 		s.Install = configMap(ConfigMapFromFile(c.ConfigMapFile), c.ConfigMapFile, accounts)
@@ -116,13 +118,13 @@ func Select(c Config) (Sources, error) {
 	// request at each pass; its watch serves the token.
 	watched := c.Watch != nil && c.TemplateFile == ""
 	if watched {
-		cluster = newWatchedCluster(c.Client, c.NodeName, c.Watch.Trigger, c.Watch.start)
+		cluster = newWatchedCluster(c.Client, c.NodeName, c.daemonSets(), c.Recheck, c.Watch.Trigger, c.Watch.start)
 		cm = c.Watch.watchedConfigMap(c.Namespace, c.ConfigMap)
 		accounts = newCachedAccounts(direct, c.Recheck)
 	}
-	daemonSet := InstallFromDaemonSet(cluster, c.DaemonSet, c.NodeName, env, "")
+	daemonSet := InstallFromDaemonSet(cluster, c.DaemonSet, c.NodeName, env, "", c.TemplateFile)
 	fromConfigMap := configMap(cm, "", accounts)
-	freshDaemonSet := InstallFromDaemonSet(direct, c.DaemonSet, c.NodeName, env, "")
+	freshDaemonSet := InstallFromDaemonSet(direct, c.DaemonSet, c.NodeName, env, "", c.TemplateFile)
 	freshConfigMap := configMap(ConfigMapFromAPI(c.Client, c.Namespace, c.ConfigMap), "", direct)
 	switch {
 	case c.Source == SourceDaemonSet:
@@ -161,11 +163,11 @@ func (a *auto) install(daemonSet, configMap InstallSource) InstallSource {
 		if none {
 			return configMap(ctx)
 		}
-		ds, err := FindDaemonSet(ctx, a.cluster, a.named)
+		all, err := existingDaemonSets(ctx, a.cluster, a.named)
 		if err != nil {
 			return nil, fmt.Errorf("--source=auto: %w", err)
 		}
-		if ds != nil {
+		if len(all) > 0 {
 			return daemonSet(ctx)
 		}
 		if a.recheck > 0 {
@@ -175,6 +177,15 @@ func (a *auto) install(daemonSet, configMap InstallSource) InstallSource {
 		}
 		return configMap(ctx)
 	}
+}
+
+// daemonSets are the DaemonSets discovery may read: the one named, else the
+// candidates. A malformed name is reported by the read.
+func (c Config) daemonSets() []types.NamespacedName {
+	if ns, name, ok := strings.Cut(c.DaemonSet, "/"); ok {
+		return []types.NamespacedName{{Namespace: ns, Name: name}}
+	}
+	return installcni.Candidates()
 }
 
 // tokenSource is --token-source: the token Secret is watched by the agent

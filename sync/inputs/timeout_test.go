@@ -29,7 +29,7 @@ func TestHungServerNeverBlocksAPass(t *testing.T) {
 	}
 	calls := map[string]func(ctx context.Context) error{
 		"discovery": func(ctx context.Context) error {
-			_, err := InstallFromDaemonSet(APICluster{Client: client}, "", "node-1", func(string) (string, bool) { return "", false }, "")(ctx)
+			_, err := InstallFromDaemonSet(APICluster{Client: client}, "", "node-1", func(string) (string, bool) { return "", false }, "", "")(ctx)
 			return err
 		},
 		"ConfigMap": func(ctx context.Context) error {

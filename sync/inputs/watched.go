@@ -3,6 +3,7 @@ package inputs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -28,11 +30,11 @@ import (
 //     as the pod starts to refer to it;
 //   - the DaemonSet itself is read with a GET when the pod changes or there
 //     is none: a watch would bring every status update of a cluster-wide
-//     object (its ready counts change with every pod) to every node. One
-//     found absent (a candidate of another install kind) is read again
-//     after absentRecheck, not at every pass: passes in quick succession
-//     would otherwise spend the client's few requests a second on it and
-//     wait for its rate limiter;
+//     object (its ready counts change with every pod) to every node. A
+//     candidate found absent (calico-system/calico-node on a manifest
+//     install) is not asked for again until a calico pod on this node
+//     changes, or after recheck: an install or a migration that creates it
+//     rolls this node's calico pods;
 //   - whether a ServiceAccount exists, likewise read again only when the
 //     pod changes.
 type watchedCluster struct {
@@ -40,26 +42,39 @@ type watchedCluster struct {
 	node    string
 	trigger func(why string)
 	start   func(cache.SharedIndexInformer) error // runs and syncs an informer
+	// daemonSets are the DaemonSets whose pods matter: a change of another
+	// pod on this node (kube-proxy, coredns) makes no pass.
+	daemonSets []types.NamespacedName
+	recheck    time.Duration
 
 	mu         sync.Mutex
 	pods       map[string]cache.SharedIndexInformer // by namespace
 	configMaps map[string]cache.SharedIndexInformer // by namespace/name
 	ds         map[string]*appsv1.DaemonSet         // by namespace/name, as last read
-	absentAt   map[string]time.Time                 // when a DaemonSet was last read and found absent
 	dsPod      map[string]string                    // the pod resourceVersion each DaemonSet was read at
 	accounts   map[string]bool
 	accountsAt string
+	// podsGen counts the changes of this node's calico pods; absent holds,
+	// for a DaemonSet found absent, the podsGen and the time it was read at.
+	podsGen uint64
+	absent  map[string]absentRead
 }
 
-func newWatchedCluster(client kubernetes.Interface, node string, trigger func(string), start func(cache.SharedIndexInformer) error) *watchedCluster {
-	return &watchedCluster{client: client, node: node, trigger: trigger, start: start,
+type absentRead struct {
+	podsGen uint64
+	at      time.Time
+}
+
+// newWatchedCluster reads the DaemonSets named (the candidates when
+// none is) for node; an absent one is asked for again after recheck at the
+// latest.
+func newWatchedCluster(client kubernetes.Interface, node string, daemonSets []types.NamespacedName, recheck time.Duration,
+	trigger func(string), start func(cache.SharedIndexInformer) error) *watchedCluster {
+	return &watchedCluster{client: client, node: node, daemonSets: daemonSets, recheck: recheck, trigger: trigger, start: start,
 		pods: map[string]cache.SharedIndexInformer{}, configMaps: map[string]cache.SharedIndexInformer{},
-		ds: map[string]*appsv1.DaemonSet{}, absentAt: map[string]time.Time{}, dsPod: map[string]string{}, accounts: map[string]bool{}}
+		ds: map[string]*appsv1.DaemonSet{}, dsPod: map[string]string{}, accounts: map[string]bool{},
+		absent: map[string]absentRead{}}
 }
-
-// absentRecheck is how long a DaemonSet found absent is taken as absent
-// without asking again.
-const absentRecheck = time.Second
 
 // DaemonSet returns the DaemonSet as last read; it is read again when this
 // node's pod of it changed (or there is none), which is when a new spec can
@@ -68,11 +83,12 @@ func (c *watchedCluster) DaemonSet(ctx context.Context, namespace, name string) 
 	key := namespace + "/" + name
 	c.mu.Lock()
 	cached, seen := c.ds[key]
-	absent := seen && cached == nil && time.Since(c.absentAt[key]) < absentRecheck
-	c.mu.Unlock()
-	if absent {
+	gen := c.podsGen
+	if a, ok := c.absent[key]; ok && seen && cached == nil && a.podsGen == gen && time.Since(a.at) < c.recheck {
+		c.mu.Unlock()
 		return nil, nil
 	}
+	c.mu.Unlock()
 	if seen && cached != nil {
 		if pod, err := c.NodePod(ctx, cached, c.node); err == nil && pod != nil && c.readAt(key) == pod.ResourceVersion {
 			return cached, nil
@@ -95,8 +111,9 @@ func (c *watchedCluster) DaemonSet(ctx context.Context, namespace, name string) 
 	}
 	c.mu.Lock()
 	c.ds[key], c.dsPod[key] = ds, at
+	delete(c.absent, key)
 	if ds == nil {
-		c.absentAt[key] = time.Now()
+		c.absent[key] = absentRead{podsGen: gen, at: time.Now()}
 	}
 	c.mu.Unlock()
 	return ds, nil
@@ -131,21 +148,46 @@ func (c *watchedCluster) NodePod(_ context.Context, ds *appsv1.DaemonSet, node s
 }
 
 func (c *watchedCluster) podLister(namespace string) (corelisters.PodLister, error) {
-	inf, err := c.informer(c.pods, namespace, "calico-node pods on this node", func() cache.SharedIndexInformer {
+	const what = "calico-node pods on this node"
+	changed := func(why string) {
+		c.mu.Lock()
+		c.podsGen++
+		c.mu.Unlock()
+		c.trigger(why)
+	}
+	inf, err := c.informer(c.pods, namespace, what, func() cache.SharedIndexInformer {
 		return coreinformers.NewFilteredPodInformer(c.client, namespace, 0, namespaceIndex(), func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", c.node).String()
 		})
-	})
+	}, cache.FilteringResourceEventHandler{FilterFunc: c.calicoPod, Handler: handlerFor(changed, what)})
 	if err != nil {
 		return nil, err
 	}
 	return corelisters.NewPodLister(inf.GetIndexer()), nil
 }
 
+// calicoPod reports whether a pod (or its tombstone) is controlled by one of
+// the DaemonSets read: only such a pod's change can change the inputs.
+func (c *watchedCluster) calicoPod(obj any) bool {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return true // cannot tell: a pass too many is harmless
+	}
+	ref := metav1.GetControllerOf(p)
+	if ref == nil || ref.Kind != "DaemonSet" {
+		return false
+	}
+	return slices.Contains(c.daemonSets, types.NamespacedName{Namespace: p.Namespace, Name: ref.Name})
+}
+
 // informer returns the informer under key in m, made, started and synced on
-// first use. One that has not synced yet (the API server is away) is an
-// error for this pass, and stays running for the next.
-func (c *watchedCluster) informer(m map[string]cache.SharedIndexInformer, key, what string, mk func() cache.SharedIndexInformer) (cache.SharedIndexInformer, error) {
+// first use, handler receiving its events. One that has not synced yet (the
+// API server is away) is an error for this pass, and stays running for the
+// next.
+func (c *watchedCluster) informer(m map[string]cache.SharedIndexInformer, key, what string, mk func() cache.SharedIndexInformer, handler cache.ResourceEventHandler) (cache.SharedIndexInformer, error) {
 	c.mu.Lock()
 	inf, ok := m[key]
 	if !ok {
@@ -154,7 +196,7 @@ func (c *watchedCluster) informer(m map[string]cache.SharedIndexInformer, key, w
 	}
 	c.mu.Unlock()
 	if !ok {
-		if _, err := inf.AddEventHandler(handlerFor(c.trigger, what)); err != nil {
+		if _, err := inf.AddEventHandler(handler); err != nil {
 			return nil, err
 		}
 		if err := c.start(inf); err != nil {
@@ -175,7 +217,7 @@ func (c *watchedCluster) ConfigMap(namespace, name string) (*corev1.ConfigMap, e
 		return coreinformers.NewFilteredConfigMapInformer(c.client, namespace, 0, namespaceIndex(), func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		})
-	})
+	}, handlerFor(c.trigger, "ConfigMap"))
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +226,13 @@ func (c *watchedCluster) ConfigMap(namespace, name string) (*corev1.ConfigMap, e
 		return nil, nil
 	}
 	return cm, err
+}
+
+// Node is read with a GET, only when several candidate DaemonSets exist
+// and none has a pod on this node: a Node's status changes too often to be
+// worth a watch for that.
+func (c *watchedCluster) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	return APICluster{Client: c.client}.Node(ctx, name)
 }
 
 // ServiceAccountExists is read with a GET, again only after this node's pod

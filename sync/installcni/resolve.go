@@ -29,6 +29,11 @@ type Request struct {
 	Pod *corev1.Pod
 	// NodeName is this node: the value of fieldRef spec.nodeName.
 	NodeName string
+	// TemplateGiven: the caller replaces the template with its own (the
+	// agent's --cni-network-config-file), as install-cni's
+	// CNI_NETWORK_CONFIG_FILE does; a CNI_NETWORK_CONFIG_FILE in the
+	// container, a file the agent cannot read, is then no error.
+	TemplateGiven bool
 	// AgentEnv looks up the agent's own environment. The agent is a pod of the
 	// same cluster, so its KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT
 	// are what the kubelet injects into install-cni too. Nil: none.
@@ -153,8 +158,8 @@ func Resolve(req Request, lk Lookup) (*Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: container %s: %w", where, install.Name, err)
 	}
-	if _, ok := env[envNetworkConfigFile]; ok {
-		return nil, fmt.Errorf("resolve %s: container %s sets %s: the template is a file inside the container, which the agent cannot read; give the agent that template instead",
+	if _, ok := env[envNetworkConfigFile]; ok && !req.TemplateGiven {
+		return nil, fmt.Errorf("resolve %s: container %s sets %s: the template is a file inside the container, which the agent cannot read; give the agent that template with --cni-network-config-file",
 			where, install.Name, envNetworkConfigFile)
 	}
 	hostPath, err := netDirHostPath(spec, install, env)

@@ -246,11 +246,15 @@ func fileErrors(files []cniconf.FileStatus) error {
 // errorStatuses reports the files that would be managed as Error, without
 // touching them.
 func (r *Reconciler) errorStatuses(err error, p *plan) []cniconf.FileStatus {
-	template := ""
+	template, name := "", r.ConfName
 	if p != nil {
 		template = p.template
+		if name == "" && p.in != nil && p.in.Env != nil {
+			// install-cni's CNI_CONF_NAME (canal's 10-canal.conflist), as
+			// a pass that renders uses it.
+			name, _ = p.in.Env("CNI_CONF_NAME")
+		}
 	}
-	name := r.ConfName
 	switch {
 	case name != "":
 	case template != "" && strings.Contains(template, `"plugins"`):

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,5 +103,45 @@ func TestEnforceReadsFresh(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(conf); !strings.Contains(string(b), `"mtu": 1460`) {
 		t.Fatalf("enforce rolled the newer ConfigMap back to the cached one:\n%s", b)
+	}
+}
+
+// TestErrorStatusesNameTheConfNameOfTheInputs: a pass whose inputs name the
+// conf (install-cni's CNI_CONF_NAME, canal's 10-canal.conflist) but that
+// fails after reading them reports that file as Error, not
+// 10-calico.conflist, which does not exist on such a node.
+func TestErrorStatusesNameTheConfNameOfTheInputs(t *testing.T) {
+	mtu := "0"
+	base := fixtureInstall(t, &mtu)
+	r := testReconciler(t, func(ctx context.Context) (*inputs.Install, error) {
+		in, err := base(ctx)
+		if err != nil {
+			return nil, err
+		}
+		env := in.Env
+		in.Env = func(k string) (string, bool) {
+			if k == "CNI_CONF_NAME" {
+				return "10-canal.conflist", true
+			}
+			return env(k)
+		}
+		return in, nil
+	})
+	r.Token = token.SourceFunc(func(context.Context, token.Need) (token.Token, error) {
+		return token.Token{}, errors.New("serviceaccounts \"canal\" is forbidden")
+	})
+	rep, _, err := r.Reconcile(context.Background(), ModeSync)
+	if err == nil {
+		t.Fatal("the pass succeeded without a token")
+	}
+	var names []string
+	for _, f := range rep.Files {
+		if f.State != cniconf.Error {
+			t.Errorf("%s: %s, want Error", f.Path, f.State)
+		}
+		names = append(names, filepath.Base(f.Path))
+	}
+	if len(names) == 0 || names[0] != "10-canal.conflist" {
+		t.Fatalf("Error reported for %v, want 10-canal.conflist first", names)
 	}
 }
