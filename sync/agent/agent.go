@@ -138,7 +138,11 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	default:
 		a.queue.forget()
 		if r := token.RenewerOf(a.reconciler.Token); r != nil {
-			if at := r.NextRenewal(); !at.IsZero() {
+			// The source's renewal, or its retry of a request that
+			// failed, when still ahead. Under policy guard a pass that
+			// writes no token does not ask the source, and leaves a
+			// renewal time behind: nothing is due then.
+			if at := r.NextRenewal(); at.After(time.Now()) {
 				a.queue.after(time.Until(at))
 			}
 		}
