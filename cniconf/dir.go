@@ -249,7 +249,7 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		st.ChangedPaths = []string{}
 	}
 	if j.modeWrong {
-		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token; it is set back to 0600", od.mode.Perm(), od.uid))
+		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token", od.mode.Perm(), od.uid))
 	}
 	if j.state != InSync && diff {
 		tokens := []string{want.Token}
@@ -314,8 +314,9 @@ type step struct {
 	// backupData is what a backup keeps: the file, or for something that
 	// is not a readable regular file, what it was.
 	backupData []byte
-	// chmod closes a token-bearing file that is not rewritten.
-	chmod bool
+	// modeWrong: the file holds a token and others may read it; chmod
+	// closes it when it is not rewritten.
+	modeWrong, chmod bool
 	// write is the content to put in place (nil: none); backup says the
 	// file on disk is copied away first; record says write (or, with write
 	// nil, the file as it is) is the agent's own content from now on.
@@ -344,7 +345,7 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 	if od.odd != "" {
 		s.backupData = fmt.Appendf(nil, "# %s was %s\n", st.Path, od.odd)
 	}
-	defer func() { s.chmod = j.modeWrong && s.write == nil }()
+	defer func() { s.modeWrong, s.chmod = j.modeWrong, j.modeWrong && s.write == nil }()
 	switch j.state {
 	case Missing:
 		s.write, s.record = f.Content, true

@@ -34,6 +34,12 @@ func writeAtomic(path string, data []byte, mode os.FileMode, renaming func(path 
 	if cur, err := readManaged(path); err == nil && cur.data != nil && cur.mode.Perm() == mode && bytes.Equal(cur.data, data) {
 		return false, nil
 	}
+	return replaceAtomic(path, data, mode, renaming)
+}
+
+// replaceAtomic is writeAtomic even when path already holds data: the file
+// put in place is a new one, the agent's own.
+func replaceAtomic(path string, data []byte, mode os.FileMode, renaming func(path string) func(renamed bool)) (bool, error) {
 	dir := filepath.Dir(path)
 	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(mode))
 	if err != nil {
