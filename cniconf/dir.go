@@ -252,13 +252,7 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token", od.mode.Perm(), od.uid))
 	}
 	if j.state != InSync && diff {
-		tokens := []string{want.Token}
-		if od.data != nil {
-			if snap, err := f.parse(od.data, f.tokenFields); err == nil {
-				tokens = append(tokens, snap.tokens...)
-			}
-		}
-		st.Diff = FileDiff(path, od.data, od.exists, j.keepChained(f.Content), tokens...)
+		st.Diff = f.diff(path, od.data, od.exists, j, want.Token)
 		if od.odd != "" {
 			st.Diff = fmt.Sprintf("--- %s (on disk)\n+++ %s (desired)\n(not diffed: the file on disk is %s)\n", path, path, od.odd)
 		}
@@ -270,6 +264,18 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		}
 	}
 	return st, od, j, f
+}
+
+// diff is the diff a status shows from disk to what a rewrite would put
+// in place, with token hidden and the tokens the file on disk holds.
+func (f *File) diff(path string, disk []byte, exists bool, j judgement, token string) string {
+	tokens := []string{token}
+	if disk != nil {
+		if snap, err := f.parse(disk, f.tokenFields); err == nil {
+			tokens = append(tokens, snap.tokens...)
+		}
+	}
+	return FileDiff(path, disk, exists, j.keepChained(f.Content), tokens...)
 }
 
 func joinMessage(a, b string) string {
