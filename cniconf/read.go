@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -55,9 +54,9 @@ func readManaged(path string) (onDisk, error) {
 		d.odd = "not a regular file: " + fileType(fi.Mode())
 		return d, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openNoFollow(path)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
+		if isLink(err) {
 			return onDisk{exists: true, odd: "not a regular file: a symlink"}, nil
 		}
 		if errors.Is(err, os.ErrNotExist) {
@@ -91,11 +90,7 @@ func readManaged(path string) (onDisk, error) {
 }
 
 func describe(fi os.FileInfo) onDisk {
-	d := onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: -1}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		d.uid = int(st.Uid)
-	}
-	return d
+	return onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: ownerOf(fi)}
 }
 
 func fileType(m os.FileMode) string {
@@ -127,21 +122,21 @@ func (d onDisk) safeMode() bool {
 // its place by rename, as every write is made (the agent owns the
 // directory). replaced says that the file was replaced rather than changed.
 func restoreMode(path string, renaming func(path string) func(renamed bool)) (replaced bool, err error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openNoFollow(path)
 	if err != nil {
 		return false, fmt.Errorf("restore the mode of %s: %w", path, err)
 	}
 	defer func() { _ = f.Close() }()
 	err = f.Chmod(FileMode)
 	if err == nil {
-		if err = f.Chown(os.Geteuid(), os.Getegid()); err != nil && !errors.Is(err, syscall.EPERM) {
+		if err = f.Chown(os.Geteuid(), os.Getegid()); err != nil && !notPermitted(err) {
 			return false, fmt.Errorf("restore the owner of %s: %w", path, err)
 		}
 	}
 	if err == nil {
 		return false, nil
 	}
-	if !errors.Is(err, syscall.EPERM) {
+	if !notPermitted(err) {
 		return false, fmt.Errorf("restore the mode of %s: %w", path, err)
 	}
 	if err := replaceWithOwnCopy(f, path, renaming); err != nil {
