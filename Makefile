@@ -153,8 +153,9 @@ lint:
 # with `go test -list`, so a new one cannot be left out. 200000 inputs take
 # 5 to 20 s a target on 2 cores.
 FUZZEXECS ?= 200000
-# Targets whose seeds are large run fewer inputs: a manifest seed is 20 KB.
-FUZZSLOW ?= FuzzParseManifest
+# Targets whose inputs cost more run fewer: a manifest seed is 20 KB, and
+# --configmap-file is loaded from a file (about 1000 inputs a second).
+FUZZSLOW ?= FuzzParseManifest FuzzLoadConfigMapFile
 FUZZSLOWEXECS ?= 20000
 FUZZMINIMIZE ?= 2s
 fuzz:
