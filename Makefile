@@ -31,7 +31,7 @@ help:
 	@echo "make demo           run the whole story on a local control plane (no cluster needed)"
 	@echo "make test           vet, race detector, unit, integration and real-node tests (builds and installs what they need)"
 	@echo "make lint           golangci-lint $(GOLANGCI_LINT_VERSION)"
-	@echo "make fuzz           run each fuzz target briefly"
+	@echo "make fuzz           run every fuzz target briefly (a count of inputs each)"
 	@echo "make bench          benchmarks against the local control plane"
 	@echo "make bench-scale    N real agents on one control plane, for N in $(SCALE_N)"
 	@echo "make soak           the soak test for $(SOAK) with the agent as it ships (make test runs 60 s of it)"
@@ -149,15 +149,24 @@ lint:
 
 # Fuzzing runs for a number of inputs, not a duration: Go 1.26's fuzz
 # coordinator can fail a run with "context deadline exceeded" when a duration
-# ends (golang/go#75804). 200000 inputs take 10 to 20 s a target on 2 cores.
+# ends (golang/go#75804). Every fuzz target of every package is run, found
+# with `go test -list`, so a new one cannot be left out. 200000 inputs take
+# 5 to 20 s a target on 2 cores.
 FUZZEXECS ?= 200000
-# A manifest seed is 20 KB: each input costs more, so fewer are run.
-FUZZMANIFESTEXECS ?= 20000
+# Targets whose inputs cost more run fewer: a manifest seed is 20 KB, and
+# --configmap-file is loaded from a file (about 1000 inputs a second).
+FUZZSLOW ?= FuzzParseManifest FuzzLoadConfigMapFile
+FUZZSLOWEXECS ?= 20000
+FUZZMINIMIZE ?= 2s
 fuzz:
-	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzRenderTemplate$$' -fuzztime $(FUZZEXECS)x
-	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZEXECS)x
-	$(GO) test ./cniconf -run '^$$' -fuzz '^FuzzTraceEdits$$' -fuzztime $(FUZZEXECS)x
-	$(GO) test ./sync/installcni -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZMANIFESTEXECS)x -fuzzminimizetime 2s
+	set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd cniconf sync test | xargs -n1 dirname | sort -u); do \
+		list=$$($(GO) test -list '^Fuzz' ./$$dir); \
+		for t in $$(echo "$$list" | grep '^Fuzz'); do \
+			n=$(FUZZEXECS); case " $(FUZZSLOW) " in *" $$t "*) n=$(FUZZSLOWEXECS);; esac; \
+			echo ">> $$dir $$t: $$n inputs"; \
+			$(GO) test ./$$dir -run '^$$' -fuzz "^$$t\$$" -fuzztime $${n}x -fuzzminimizetime $(FUZZMINIMIZE); \
+		done; \
+	done
 
 # Many real agents on one control plane (test/scale), one run per N: a table
 # per N (also in bench-scale.out) and scale-<N>.json. Run as root: each agent

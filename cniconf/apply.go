@@ -42,9 +42,15 @@ func (d *Dir) apply(want *Desired, steps []*step) error {
 	}
 	for _, s := range steps {
 		if s.chmod {
-			if err := restoreMode(s.status.Path); err != nil {
+			replaced, err := restoreMode(s.status.Path, d.Renaming)
+			if err != nil {
 				return err
 			}
+			closed := fmt.Sprintf("set to %04o", FileMode)
+			if replaced {
+				closed = fmt.Sprintf("replaced by a copy the agent owns, mode %04o (the agent may not change another user's file)", FileMode)
+			}
+			s.status.Message = joinMessage(s.status.Message, closed)
 		}
 	}
 	for _, s := range steps {
@@ -77,6 +83,9 @@ func (d *Dir) writeFiles(steps []*step) error {
 			// failed: the file changed, and that is reported.
 			s.status.Action = s.action
 			changed = append(changed, s.status.Path)
+			if s.modeWrong {
+				s.status.Message = joinMessage(s.status.Message, fmt.Sprintf("rewritten with mode %04o", s.file.Mode))
+			}
 		}
 		if err != nil {
 			return writeFailed(err, changed)

@@ -88,8 +88,9 @@ type Desired struct {
 	Files []*File
 	// Token is kept to redact it from anything shown.
 	Token string
-	// Facts are the values rendered from the node's own environment rather
-	// than from the cluster, kept in the record of each write.
+	// Facts are the values rendered from a flag or this process's
+	// environment rather than from the cluster, kept in the record of each
+	// write.
 	Facts map[string]string
 }
 

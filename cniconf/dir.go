@@ -249,16 +249,10 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		st.ChangedPaths = []string{}
 	}
 	if j.modeWrong {
-		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token; it is set back to 0600", od.mode.Perm(), od.uid))
+		st.Message = joinMessage(st.Message, fmt.Sprintf("mode %s (owner uid %d) lets others read the token", od.mode.Perm(), od.uid))
 	}
 	if j.state != InSync && diff {
-		tokens := []string{want.Token}
-		if od.data != nil {
-			if snap, err := f.parse(od.data, f.tokenFields); err == nil {
-				tokens = append(tokens, snap.tokens...)
-			}
-		}
-		st.Diff = FileDiff(path, od.data, od.exists, j.keepChained(f.Content), tokens...)
+		st.Diff = f.diff(path, od.data, od.exists, j, want.Token)
 		if od.odd != "" {
 			st.Diff = fmt.Sprintf("--- %s (on disk)\n+++ %s (desired)\n(not diffed: the file on disk is %s)\n", path, path, od.odd)
 		}
@@ -270,6 +264,18 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		}
 	}
 	return st, od, j, f
+}
+
+// diff is the diff a status shows from disk to what a rewrite would put
+// in place, with token hidden and the tokens the file on disk holds.
+func (f *File) diff(path string, disk []byte, exists bool, j judgement, token string) string {
+	tokens := []string{token}
+	if disk != nil {
+		if snap, err := f.parse(disk, f.tokenFields); err == nil {
+			tokens = append(tokens, snap.tokens...)
+		}
+	}
+	return FileDiff(path, disk, exists, j.keepChained(f.Content), tokens...)
 }
 
 func joinMessage(a, b string) string {
@@ -314,8 +320,9 @@ type step struct {
 	// backupData is what a backup keeps: the file, or for something that
 	// is not a readable regular file, what it was.
 	backupData []byte
-	// chmod closes a token-bearing file that is not rewritten.
-	chmod bool
+	// modeWrong: the file holds a token and others may read it; chmod
+	// closes it when it is not rewritten.
+	modeWrong, chmod bool
 	// write is the content to put in place (nil: none); backup says the
 	// file on disk is copied away first; record says write (or, with write
 	// nil, the file as it is) is the agent's own content from now on.
@@ -344,7 +351,7 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 	if od.odd != "" {
 		s.backupData = fmt.Appendf(nil, "# %s was %s\n", st.Path, od.odd)
 	}
-	defer func() { s.chmod = j.modeWrong && s.write == nil }()
+	defer func() { s.modeWrong, s.chmod = j.modeWrong, j.modeWrong && s.write == nil }()
 	switch j.state {
 	case Missing:
 		s.write, s.record = f.Content, true

@@ -8,8 +8,11 @@ import (
 )
 
 // Facts are the values of a render that came from the node rather than the
-// cluster: the node name, the API server's address, an MTU set in the
-// environment. A hand repair run from another shell (no --node-name, an
+// cluster: the node name, the API server's address and the MTU, each when a
+// flag or this process's environment gave it. A value install-cni's
+// environment takes from the cluster (a ConfigMap key such as calico-config's
+// veth_mtu or kubernetes-services-endpoint's address, a literal on the
+// DaemonSet) is none: a repair must follow its changes. A hand repair run from another shell (no --node-name, an
 // admin's environment) would change them silently; the record keeps them
 // so that the repair can refuse instead, and so that the node name can be
 // recalled.
@@ -71,9 +74,9 @@ func ChangedFacts(recorded, now map[string]string) []FactChange {
 // String names the change and where the value comes from.
 func (c FactChange) String() string {
 	from := map[string]string{
-		FactNodeName:  "--node-name, else $KUBERNETES_NODE_NAME or $NODE_NAME",
-		FactAPIServer: "$KUBERNETES_SERVICE_HOST and $KUBERNETES_SERVICE_PORT",
-		FactMTU:       "$CNI_MTU",
+		FactNodeName:  "--node-name, else $KUBERNETES_NODE_NAME or $NODE_NAME in this command's environment, else the hostname",
+		FactAPIServer: "$KUBERNETES_SERVICE_HOST and $KUBERNETES_SERVICE_PORT in this command's environment",
+		FactMTU:       "$CNI_MTU in this command's environment",
 	}[c.Fact]
 	return fmt.Sprintf("%s would change from %q (recorded at the last write in this directory) to %q (from %s)", c.Fact, c.Recorded, c.Now, from)
 }

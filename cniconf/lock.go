@@ -1,13 +1,11 @@
 package cniconf
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 )
 
 // lock takes the state directory's lock for this CNI directory, so that a
@@ -27,13 +25,7 @@ func (d *Dir) lock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w (set --state-dir to a writable directory)", err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := lockFile(f); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
 	}

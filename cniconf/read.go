@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -55,9 +54,9 @@ func readManaged(path string) (onDisk, error) {
 		d.odd = "not a regular file: " + fileType(fi.Mode())
 		return d, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openNoFollow(path)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
+		if isLink(err) {
 			return onDisk{exists: true, odd: "not a regular file: a symlink"}, nil
 		}
 		if errors.Is(err, os.ErrNotExist) {
@@ -91,11 +90,7 @@ func readManaged(path string) (onDisk, error) {
 }
 
 func describe(fi os.FileInfo) onDisk {
-	d := onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: -1}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		d.uid = int(st.Uid)
-	}
-	return d
+	return onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: ownerOf(fi)}
 }
 
 func fileType(m os.FileMode) string {
@@ -120,18 +115,52 @@ func (d onDisk) safeMode() bool {
 }
 
 // restoreMode closes a token-bearing file to everyone but the agent's user,
-// through a descriptor opened without following a link.
-func restoreMode(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// through a descriptor opened without following a link. The agent runs as
+// root without CAP_FOWNER or CAP_CHOWN (as the DaemonSet runs it), so the
+// kernel refuses to change another user's file: that file is then closed by
+// putting a copy the agent owns, mode 0600 and byte for byte the same, in
+// its place by rename, as every write is made (the agent owns the
+// directory). replaced says that the file was replaced rather than changed.
+func restoreMode(path string, renaming func(path string) func(renamed bool)) (replaced bool, err error) {
+	f, err := openNoFollow(path)
 	if err != nil {
-		return fmt.Errorf("restore the mode of %s: %w", path, err)
+		return false, fmt.Errorf("restore the mode of %s: %w", path, err)
 	}
 	defer func() { _ = f.Close() }()
-	if err := f.Chmod(FileMode); err != nil {
-		return fmt.Errorf("restore the mode of %s: %w", path, err)
+	err = f.Chmod(FileMode)
+	if err == nil {
+		if err = f.Chown(os.Geteuid(), os.Getegid()); err != nil && !notPermitted(err) {
+			return false, fmt.Errorf("restore the owner of %s: %w", path, err)
+		}
 	}
-	if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
-		return fmt.Errorf("restore the owner of %s: %w", path, err)
+	if err == nil {
+		return false, nil
 	}
-	return nil
+	if !notPermitted(err) {
+		return false, fmt.Errorf("restore the mode of %s: %w", path, err)
+	}
+	if err := replaceWithOwnCopy(f, path, renaming); err != nil {
+		return false, fmt.Errorf("restore the mode of %s: the file is another user's, whose mode the agent may not change, and replacing it with a copy failed: %w", path, err)
+	}
+	return true, nil
+}
+
+// replaceWithOwnCopy renames a copy of what f holds, mode 0600, over path.
+func replaceWithOwnCopy(f *os.File, path string, renaming func(path string) func(renamed bool)) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file: %s", fileType(fi.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > MaxFileBytes {
+		return fmt.Errorf("larger than %d bytes", MaxFileBytes)
+	}
+	_, err = replaceAtomic(path, data, FileMode, renaming)
+	return err
 }

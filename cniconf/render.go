@@ -26,6 +26,12 @@ type Inputs struct {
 	Template string
 	// Env looks up an environment variable; nil means no variable is set.
 	Env func(key string) (string, bool)
+	// FromCluster reports whether Env's value of a variable is set by the
+	// cluster (install-cni's environment taking it from a ConfigMap key or
+	// a literal on the DaemonSet) rather than by the environment of this
+	// process. Such a value is no fact of the node: it is not recorded,
+	// and a repair follows its changes. nil: every value is the process's.
+	FromCluster func(key string) bool
 	// NodeName fills __KUBERNETES_NODE_NAME__.
 	NodeName string
 	// NetDir is the CNI configuration directory as the node sees it.
@@ -244,21 +250,37 @@ func unquotedIn(template, placeholder string) bool {
 }
 
 // facts are the rendered values that come from the node rather than the
-// cluster: what a repair from another shell could change by mistake.
+// cluster: what a repair from another shell could change by mistake. Only
+// a value taken from a flag or from this process's environment is one; a
+// value the cluster sets (FromCluster) is not.
 func (in *Inputs) facts() map[string]string {
 	m := map[string]string{}
 	if strings.Contains(in.Template, "__KUBERNETES_NODE_NAME__") {
 		m[FactNodeName] = in.NodeName
 	}
-	if in.usesKubeconfig() || strings.Contains(in.Template, "__KUBERNETES_SERVICE_HOST__") {
+	if (in.usesKubeconfig() || strings.Contains(in.Template, "__KUBERNETES_SERVICE_HOST__")) &&
+		in.fromNode("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PROTOCOL") {
 		if s, err := in.APIServer(); err == nil {
 			m[FactAPIServer] = s
 		}
 	}
-	if v, ok := in.lookup("CNI_MTU"); ok && strings.Contains(in.Template, "__CNI_MTU__") {
+	if v, ok := in.lookup("CNI_MTU"); ok && in.fromNode("CNI_MTU") && strings.Contains(in.Template, "__CNI_MTU__") {
 		m[FactMTU] = v
 	}
 	return m
+}
+
+// fromNode reports whether none of keys is set by the cluster.
+func (in *Inputs) fromNode(keys ...string) bool {
+	if in.FromCluster == nil {
+		return true
+	}
+	for _, k := range keys {
+		if in.FromCluster(k) {
+			return false
+		}
+	}
+	return true
 }
 
 // usesKubeconfig reports whether the template points the plugin at the

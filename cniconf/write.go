@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/google/renameio/v2"
 )
 
 // WriteAtomic replaces path with data so that a reader at any moment sees the
@@ -34,40 +32,13 @@ func writeAtomic(path string, data []byte, mode os.FileMode, renaming func(path 
 	if cur, err := readManaged(path); err == nil && cur.data != nil && cur.mode.Perm() == mode && bytes.Equal(cur.data, data) {
 		return false, nil
 	}
-	dir := filepath.Dir(path)
-	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(mode))
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() { _ = pf.Cleanup() }()
-	if _, err := pf.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	var renamed func(bool)
-	if renaming != nil {
-		renamed = renaming(path)
-	}
-	err = pf.CloseAtomicallyReplace()
-	if renamed != nil {
-		// renameio renames last: an error means the target is untouched.
-		renamed(err == nil)
-	}
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return true, fmt.Errorf("write %s: %w", path, err)
-	}
-	return true, nil
+	return replaceAtomic(path, data, mode, renaming)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
+// replaceAtomic is writeAtomic even when path already holds data: the file
+// put in place is a new one, the agent's own.
+func replaceAtomic(path string, data []byte, mode os.FileMode, renaming func(path string) func(renamed bool)) (bool, error) {
+	return renameInPlace(path, data, mode, renaming)
 }
 
 // DefaultBackupsKept is how many backups of each file are kept.

@@ -58,6 +58,68 @@ func TestRepairKeepsWhatTheNodeWasGiven(t *testing.T) {
 	}
 }
 
+// TestRepairFollowsTheCluster: a value install-cni's environment takes from
+// the cluster is none of the node's: a --once after it changed (calico-config's
+// veth_mtu, the kubernetes-services-endpoint ConfigMap's address) writes the
+// change, while a change of this command's own environment is still refused.
+func TestRepairFollowsTheCluster(t *testing.T) {
+	const endpoint = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kubernetes-services-endpoint
+  namespace: kube-system
+data:
+  KUBERNETES_SERVICE_HOST: "192.0.2.10"
+  KUBERNETES_SERVICE_PORT: "6443"`
+	cases := []struct {
+		name        string
+		extra       []string
+		old, new    string
+		file, wrote string
+	}{
+		{name: "veth_mtu", old: `veth_mtu: "0"`, new: `veth_mtu: "1400"`,
+			file: "10-calico.conflist", wrote: `"mtu": 1400`},
+		{name: "kubernetes-services-endpoint", extra: []string{endpoint}, old: `"192.0.2.10"`, new: `"192.0.2.11"`,
+			file: "calico-kubeconfig", wrote: "https://192.0.2.11:6443"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, "calico-config-v3.32.yaml")
+			manifest := offlineManifest(n, tc.extra...)
+			args := []string{"--once", "--manifest-file", manifest, "--configmap-file", ""}
+			if code, out := n.run(args...); code != 0 {
+				t.Fatalf("first --once: exit %d\n%s", code, out)
+			}
+			b, err := os.ReadFile(manifest)
+			must(t, err)
+			if !strings.Contains(string(b), tc.old) {
+				t.Fatalf("the manifest lacks %s", tc.old)
+			}
+			must(t, os.WriteFile(manifest, []byte(strings.Replace(string(b), tc.old, tc.new, 1)), 0o600))
+			if code, out := n.run(args...); code != 0 {
+				t.Fatalf("--once after %s changed in the cluster: exit %d\n%s", tc.name, code, out)
+			}
+			if got := n.read(tc.file); !strings.Contains(got, tc.wrote) {
+				t.Fatalf("%s lacks %s after the repair:\n%s", tc.file, tc.wrote, got)
+			}
+		})
+	}
+
+	t.Run("this command's environment", func(t *testing.T) {
+		n := newNode(t, "calico-config-v3.32.yaml")
+		manifest := offlineManifest(n)
+		args := []string{"--once", "--manifest-file", manifest, "--configmap-file", ""}
+		if code, out := n.run(args...); code != 0 {
+			t.Fatalf("first --once: exit %d\n%s", code, out)
+		}
+		t.Setenv("KUBERNETES_SERVICE_HOST", "192.0.2.20")
+		code, out := n.run(args...)
+		if code != 2 || !strings.Contains(out, "$KUBERNETES_SERVICE_HOST and $KUBERNETES_SERVICE_PORT in this command's environment") {
+			t.Fatalf("a change of the command's own API address: exit %d, want 2 naming where it comes from\n%s", code, out)
+		}
+	})
+}
+
 // TestNodeNameFallsBackToTheRecord: a repair on the node with neither
 // --node-name nor the agent's environment uses the name the files were
 // written for, not the hostname.
@@ -123,22 +185,7 @@ const cniPluginToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY29
 // The account comes from the token; the policy is guard.
 func TestOfflineRepairFromAManifest(t *testing.T) {
 	n := newNode(t, "calico-config-v3.32.yaml")
-	raw, err := os.ReadFile(filepath.Join(fixtures(t), "installs", "manifest-v3.32.yaml"))
-	must(t, err)
-	var keep []string
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		if strings.Contains(doc, "\nkind: DaemonSet") || strings.Contains(doc, "\nkind: ConfigMap") {
-			// The DaemonSet's CNI hostPath is this test's directory, as
-			// it is the node's on a node.
-			keep = append(keep, strings.ReplaceAll(doc, "path: /etc/cni/net.d", "path: "+n.net))
-		}
-	}
-	if len(keep) != 2 {
-		t.Fatalf("the fixture gave %d documents, want the DaemonSet and the ConfigMap", len(keep))
-	}
-	manifest := filepath.Join(n.dir, "calico.yaml")
-	must(t, os.WriteFile(manifest, []byte(strings.Join(keep, "\n---\n")), 0o600))
-	must(t, os.WriteFile(n.tok, []byte(cniPluginToken), 0o600))
+	manifest := offlineManifest(n)
 	if code, out := n.run("--once", "--manifest-file", manifest, "--configmap-file", ""); code != 0 {
 		t.Fatalf("offline repair from a manifest: exit %d\n%s", code, out)
 	}
@@ -151,4 +198,27 @@ func TestOfflineRepairFromAManifest(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("drift after the repair: exit %d\n%s", code, out)
 	}
+}
+
+// offlineManifest writes, for n, the manifest `kubectl get ds/calico-node
+// cm/calico-config -o yaml` would print from the v3.32 fixture (with the
+// DaemonSet's CNI hostPath set to n's directory, as it is the node's on a
+// node), with extra documents appended, and a token for the CNI account.
+func offlineManifest(n *node, extra ...string) string {
+	n.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(fixtures(n.t), "installs", "manifest-v3.32.yaml"))
+	must(n.t, err)
+	var keep []string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		if strings.Contains(doc, "\nkind: DaemonSet") || strings.Contains(doc, "\nkind: ConfigMap") {
+			keep = append(keep, strings.ReplaceAll(doc, "path: /etc/cni/net.d", "path: "+n.net))
+		}
+	}
+	if len(keep) != 2 {
+		n.t.Fatalf("the fixture gave %d documents, want the DaemonSet and the ConfigMap", len(keep))
+	}
+	manifest := filepath.Join(n.dir, "calico.yaml")
+	must(n.t, os.WriteFile(manifest, []byte(strings.Join(append(keep, extra...), "\n---\n")), 0o600))
+	must(n.t, os.WriteFile(n.tok, []byte(cniPluginToken), 0o600))
+	return manifest
 }

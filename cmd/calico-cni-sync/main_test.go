@@ -59,6 +59,20 @@ func must(t *testing.T, err error) {
 // The node's inputs and directories are added unless args give them.
 func (n *node) run(args ...string) (int, string) {
 	n.t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(n.argv(args...), &out, &errOut)
+	printed := out.String() + errOut.String()
+	for _, tok := range []string{tokenA, tokenB, "c2lnbmF0dXJl"} {
+		if strings.Contains(printed, tok) {
+			n.t.Fatalf("output of %v shows a token", args)
+		}
+	}
+	return code, printed
+}
+
+// argv is args with the node's inputs and directories added where args do
+// not give them.
+func (n *node) argv(args ...string) []string {
 	base := [][2]string{{"--configmap-file", n.cm}, {"--token-file", n.tok}, {"--ca-file", n.ca}, {"--cni-net-dir", n.net},
 		{"--state-dir", filepath.Join(n.dir, "state")}, {"--backup-dir", n.bak}, {"--node-name", "node-1"}}
 	all := append(append([]string{}, args...), n.extra...)
@@ -67,15 +81,7 @@ func (n *node) run(args ...string) (int, string) {
 			all = append(all, b[0], b[1])
 		}
 	}
-	var out, errOut bytes.Buffer
-	code := run(all, &out, &errOut)
-	printed := out.String() + errOut.String()
-	for _, tok := range []string{tokenA, tokenB, "c2lnbmF0dXJl"} {
-		if strings.Contains(printed, tok) {
-			n.t.Fatalf("output of %v shows a token", args)
-		}
-	}
-	return code, printed
+	return all
 }
 
 func (n *node) drift() (int, *reconcile.Report) {

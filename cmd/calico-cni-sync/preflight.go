@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // readCAFile reads --ca-file and insists it is what the kubeconfig's
@@ -52,7 +50,7 @@ func checkWritable(flag, dir string) error {
 		case err == nil && !fi.IsDir():
 			return fmt.Errorf("%s %s: %s is not a directory; point %s elsewhere", flag, dir, p, flag)
 		case err == nil:
-			if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+			if err := canWriteIn(p); err != nil {
 				return fmt.Errorf("%s %s: cannot write in %s (%w): run as root or point %s at a writable directory", flag, dir, p, err, flag)
 			}
 			return nil

@@ -27,7 +27,7 @@ const customTemplate = `{
 // offlineManifest writes the manifest fixture's DaemonSet and ConfigMap,
 // the DaemonSet's CNI hostPath this node's directory, edit applied to the
 // text.
-func offlineManifest(t *testing.T, n *node, edit func(string) string) string {
+func templateManifest(t *testing.T, n *node, edit func(string) string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(fixtures(t), "installs", "manifest-v3.32.yaml"))
 	must(t, err)
@@ -52,7 +52,7 @@ func offlineManifest(t *testing.T, n *node, edit func(string) string) string {
 // CNI_MTU from calico-config's veth_mtu).
 func TestTemplateFileReplacesTheManifestsTemplate(t *testing.T) {
 	n := newNode(t, "calico-config-v3.32.yaml")
-	manifest := offlineManifest(t, n, func(s string) string {
+	manifest := templateManifest(t, n, func(s string) string {
 		return strings.Replace(s, `veth_mtu: "0"`, `veth_mtu: "1370"`, 1)
 	})
 	custom := filepath.Join(n.dir, "custom.json")
@@ -72,7 +72,7 @@ func TestTemplateFileReplacesTheManifestsTemplate(t *testing.T) {
 // that flag, the node is rendered from it.
 func TestTemplateFileForAContainerTemplateFile(t *testing.T) {
 	n := newNode(t, "calico-config-v3.32.yaml")
-	manifest := offlineManifest(t, n, func(s string) string {
+	manifest := templateManifest(t, n, func(s string) string {
 		return strings.Replace(s, `            - name: CNI_CONF_NAME
 `, `            - name: CNI_NETWORK_CONFIG_FILE
               value: /host/etc/cni/net.d/calico.conflist.template

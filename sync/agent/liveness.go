@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -18,7 +17,7 @@ func (a *Agent) NetDirGone() error {
 	if err != nil {
 		return nil // gone altogether: the next pass creates it
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+	if unlinked(fi) {
 		return fmt.Errorf("the CNI directory %s was removed on the host, but this container still sees it through a bind mount: restart the agent (mount the directory's parent to avoid this)", a.cfg.NetDir)
 	}
 	return nil

@@ -117,7 +117,7 @@ func (r *Reconciler) render(in *inputs.Install, tok token.Token) (*cniconf.Desir
 		confName, _ = in.Env("CNI_CONF_NAME")
 	}
 	ins := &cniconf.Inputs{
-		Template: in.Template, Env: in.Env, NodeName: r.NodeName, NetDir: r.Dir.NetDir, KubeconfigDir: in.KubeconfigDir,
+		Template: in.Template, Env: in.Env, FromCluster: in.SetByCluster, NodeName: r.NodeName, NetDir: r.Dir.NetDir, KubeconfigDir: in.KubeconfigDir,
 		KubeconfigName: r.KubeconfigName, VethMTU: in.VethMTU, EtcdEndpoints: in.EtcdEndpoints, Token: tok.Value, CA: ca,
 		TokenFrom: tok.Origin(),
 	}
