@@ -24,7 +24,7 @@ const customTemplate = `{
   ]
 }`
 
-// offlineManifest writes the manifest fixture's DaemonSet and ConfigMap,
+// templateManifest writes the manifest fixture's DaemonSet and ConfigMap,
 // the DaemonSet's CNI hostPath this node's directory, edit applied to the
 // text.
 func templateManifest(t *testing.T, n *node, edit func(string) string) string {
