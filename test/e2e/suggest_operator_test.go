@@ -1,16 +1,11 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 )
 
 // TestSuggestOperatorSpecVersion: on the operator's master install, whose
@@ -24,23 +19,7 @@ import (
 func TestSuggestOperatorSpecVersion(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
 	e.applyInstall("operator-master.yaml", cniHostPath(t, e.net))
-	crd := filepath.Join(e.dir, "installation-crd.yaml")
-	must(t, os.WriteFile(crd, []byte(installationCRD), 0o600))
-	if out, err := kubectl(e.ctx, e.kubeconfig, "apply", "-f", crd); err != nil {
-		t.Fatalf("apply the Installation CRD: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _, _ = kubectl(e.ctx, e.kubeconfig, "delete", "-f", crd, "--wait=false") })
-	gvr := schema.GroupVersionResource{Group: "operator.tigera.io", Version: "v1", Resource: "installations"}
-	dyn := dynamic.NewForConfigOrDie(cp.Config)
-	inst := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": map[string]any{"name": "default"},
-		"spec": map[string]any{"cni": map[string]any{"type": "Calico"}},
-	}}
-	e.eventually(30*time.Second, "Installation CRD served", func() error {
-		_, err := dyn.Resource(gvr).Create(e.ctx, inst, metav1.CreateOptions{})
-		return err
-	})
-	t.Cleanup(func() { _ = dyn.Resource(gvr).Delete(e.ctx, "default", metav1.DeleteOptions{}) })
+	gvr, dyn := e.applyInstallation(map[string]any{"cni": map[string]any{"type": "Calico"}})
 
 	if code, out := e.runNode(e.nodeArgs("--once")...); code != 0 {
 		t.Fatalf("--once: exit %d\n%s", code, out)

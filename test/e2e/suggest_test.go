@@ -215,23 +215,7 @@ spec:
 func TestSuggestOperatorInstallation(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
 	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net))
-	crd := filepath.Join(e.dir, "installation-crd.yaml")
-	must(t, os.WriteFile(crd, []byte(installationCRD), 0o600))
-	if out, err := kubectl(e.ctx, e.kubeconfig, "apply", "-f", crd); err != nil {
-		t.Fatalf("apply the Installation CRD: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _, _ = kubectl(e.ctx, e.kubeconfig, "delete", "-f", crd, "--wait=false") })
-	gvr := schema.GroupVersionResource{Group: "operator.tigera.io", Version: "v1", Resource: "installations"}
-	dyn := dynamic.NewForConfigOrDie(cp.Config)
-	inst := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": map[string]any{"name": "default"},
-		"spec": map[string]any{"calicoNetwork": map[string]any{"bgp": "Enabled"}},
-	}}
-	e.eventually(30*time.Second, "Installation CRD served", func() error {
-		_, err := dyn.Resource(gvr).Create(e.ctx, inst, metav1.CreateOptions{})
-		return err
-	})
-	t.Cleanup(func() { _ = dyn.Resource(gvr).Delete(e.ctx, "default", metav1.DeleteOptions{}) })
+	gvr, dyn := e.applyInstallation(map[string]any{"calicoNetwork": map[string]any{"bgp": "Enabled"}})
 	if code, out := e.runNode(e.nodeArgs("--once")...); code != 0 {
 		t.Fatalf("--once: exit %d\n%s", code, out)
 	}
@@ -252,4 +236,30 @@ func TestSuggestOperatorInstallation(t *testing.T) {
 	if bgp, _, _ := unstructured.NestedString(got.Object, "spec", "calicoNetwork", "bgp"); bgp != "Enabled" {
 		t.Errorf("the merge patch lost spec.calicoNetwork.bgp: %q", bgp)
 	}
+}
+
+// applyInstallation serves the tigera operator's Installation CRD and
+// creates Installation default with spec, both removed when the test ends;
+// it returns the resource and a client to read it back with.
+func (e *env) applyInstallation(spec map[string]any) (schema.GroupVersionResource, dynamic.Interface) {
+	t := e.t
+	t.Helper()
+	crd := filepath.Join(e.dir, "installation-crd.yaml")
+	must(t, os.WriteFile(crd, []byte(installationCRD), 0o600))
+	if out, err := kubectl(e.ctx, e.kubeconfig, "apply", "-f", crd); err != nil {
+		t.Fatalf("apply the Installation CRD: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _, _ = kubectl(e.ctx, e.kubeconfig, "delete", "-f", crd, "--wait=false") })
+	gvr := schema.GroupVersionResource{Group: "operator.tigera.io", Version: "v1", Resource: "installations"}
+	dyn := dynamic.NewForConfigOrDie(cp.Config)
+	inst := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": map[string]any{"name": "default"},
+		"spec": spec,
+	}}
+	e.eventually(30*time.Second, "Installation CRD served", func() error {
+		_, err := dyn.Resource(gvr).Create(e.ctx, inst, metav1.CreateOptions{})
+		return err
+	})
+	t.Cleanup(func() { _ = dyn.Resource(gvr).Delete(e.ctx, "default", metav1.DeleteOptions{}) })
+	return gvr, dyn
 }
