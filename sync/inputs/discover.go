@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
 )
@@ -51,6 +54,12 @@ func existingDaemonSets(ctx context.Context, c Cluster, named string) ([]*appsv1
 // pre-operator and runs calico-system/calico-node on those labelled
 // migrated), the first that would schedule a pod on this node. Nil when no
 // candidate exists.
+//
+// When several exist, a candidate whose pods the agent may not list (403:
+// the base manifests grant pods in kube-system only, and the migration
+// adds calico-system) is judged without them, by its nodeSelector and node
+// affinity alone, rather than failing every pass of every node until a
+// Role is added.
 func FindDaemonSet(ctx context.Context, c Cluster, named, node string) (*appsv1.DaemonSet, *corev1.Pod, error) {
 	all, err := existingDaemonSets(ctx, c, named)
 	if err != nil || len(all) == 0 {
@@ -60,7 +69,12 @@ func FindDaemonSet(ctx context.Context, c Cluster, named, node string) (*appsv1.
 	var dyingPod *corev1.Pod
 	for _, ds := range all {
 		pod, err := c.NodePod(ctx, ds, node)
+		if len(all) > 1 {
+			unreadPods.note(ds.Namespace, err)
+		}
 		switch {
+		case err != nil && len(all) > 1 && apierrors.IsForbidden(err):
+			continue // judged below by whether it would schedule here
 		case err != nil:
 			return nil, nil, err
 		case pod != nil && pod.DeletionTimestamp == nil:
@@ -116,4 +130,34 @@ func names(all []*appsv1.DaemonSet) string {
 		s[i] = ds.Namespace + "/" + ds.Name
 	}
 	return strings.Join(s, " and ")
+}
+
+// unreadPods logs, once each time it changes, that the agent may not list
+// the pods of a candidate's namespace and judges that DaemonSet without
+// them: --once, drift and the agent's passes log it alike, without a line
+// at every pass.
+var unreadPods = &podAccess{forbidden: map[string]bool{}}
+
+type podAccess struct {
+	mu        sync.Mutex
+	forbidden map[string]bool
+}
+
+// note records the outcome of listing this node's pods in namespace.
+func (a *podAccess) note(namespace string, err error) {
+	forbidden := err != nil && apierrors.IsForbidden(err)
+	if err != nil && !forbidden {
+		return // another failure says nothing about the grant
+	}
+	a.mu.Lock()
+	was := a.forbidden[namespace]
+	a.forbidden[namespace] = forbidden
+	a.mu.Unlock()
+	switch {
+	case forbidden && !was:
+		klog.InfoS("may not list this node's pods in the namespace (no pods Role there): its calico-node DaemonSet is judged by its nodeSelector and node affinity alone",
+			"namespace", namespace)
+	case !forbidden && was:
+		klog.InfoS("may list this node's pods in the namespace again", "namespace", namespace)
+	}
 }

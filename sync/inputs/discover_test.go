@@ -2,6 +2,7 @@ package inputs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
 )
@@ -26,9 +29,14 @@ type migrationCluster struct {
 	ManifestCluster
 	node *corev1.Node
 	pods map[string]*corev1.Pod // by the DaemonSet's namespace
+	// refused are the namespaces whose pods the agent may not list.
+	refused map[string]bool
 }
 
 func (c migrationCluster) NodePod(_ context.Context, ds *appsv1.DaemonSet, _ string) (*corev1.Pod, error) {
+	if c.refused[ds.Namespace] {
+		return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("RBAC: no Role in "+ds.Namespace))
+	}
 	return c.pods[ds.Namespace], nil
 }
 
@@ -88,20 +96,35 @@ func TestFindDaemonSetMigration(t *testing.T) {
 		pods    map[string]*corev1.Pod
 		want    string // namespace of the DaemonSet, "" for an error
 		wantPod bool
+		refused []string // namespaces whose pods may not be listed
 	}{
-		{"pre-operator node with its pod", node("pre-operator"), map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", true},
-		{"migrated node with its pod", node("migrated"), map[string]*corev1.Pod{"calico-system": pod("calico-system", false)}, "calico-system", true},
-		{"pre-operator node, no pod yet", node("pre-operator"), nil, "kube-system", false},
-		{"migrated node, no pod yet", node("migrated"), nil, "calico-system", false},
-		{"relabelled, the old pod still terminating", node("migrated"), map[string]*corev1.Pod{"kube-system": pod("kube-system", true)}, "kube-system", true},
+		{"pre-operator node with its pod", node("pre-operator"), map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", true, nil},
+		{"migrated node with its pod", node("migrated"), map[string]*corev1.Pod{"calico-system": pod("calico-system", false)}, "calico-system", true, nil},
+		{"pre-operator node, no pod yet", node("pre-operator"), nil, "kube-system", false, nil},
+		{"migrated node, no pod yet", node("migrated"), nil, "calico-system", false, nil},
+		{"relabelled, the old pod still terminating", node("migrated"), map[string]*corev1.Pod{"kube-system": pod("kube-system", true)}, "kube-system", true, nil},
 		{"a live pod over a terminating one", node("migrated"),
-			map[string]*corev1.Pod{"kube-system": pod("kube-system", true), "calico-system": pod("calico-system", false)}, "calico-system", true},
-		{"the pod wins over the labels", node("migrated"), map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", true},
-		{"no label, no pod", node(""), nil, "", false},
-		{"no Node", nil, nil, "", false},
+			map[string]*corev1.Pod{"kube-system": pod("kube-system", true), "calico-system": pod("calico-system", false)}, "calico-system", true, nil},
+		{"the pod wins over the labels", node("migrated"), map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", true, nil},
+		{"no label, no pod", node(""), nil, "", false, nil},
+		{"no Node", nil, nil, "", false, nil},
+		// The base manifests grant pods in kube-system only, the operator
+		// overlay in calico-system only: the other is judged by its labels.
+		{"calico-system pods refused, migrated node", node("migrated"), nil, "calico-system", false, []string{"calico-system"}},
+		{"calico-system pods refused, pre-operator node with its pod", node("pre-operator"),
+			map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", true, []string{"calico-system"}},
+		{"kube-system pods refused, pre-operator node", node("pre-operator"),
+			map[string]*corev1.Pod{"kube-system": pod("kube-system", false)}, "kube-system", false, []string{"kube-system"}},
+		{"kube-system pods refused, migrated node with its pod", node("migrated"),
+			map[string]*corev1.Pod{"calico-system": pod("calico-system", false)}, "calico-system", true, []string{"kube-system"}},
+		{"both refused, no label", node(""), nil, "", false, []string{"kube-system", "calico-system"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := migrationCluster{ManifestCluster: ManifestCluster{Manifest: m}, node: tc.node, pods: tc.pods}
+			refused := map[string]bool{}
+			for _, ns := range tc.refused {
+				refused[ns] = true
+			}
+			c := migrationCluster{ManifestCluster: ManifestCluster{Manifest: m}, node: tc.node, pods: tc.pods, refused: refused}
 			ds, p, err := FindDaemonSet(context.Background(), c, "", "node-1")
 			if tc.want == "" {
 				if err == nil || !strings.Contains(err.Error(), "--calico-daemonset") {
@@ -116,6 +139,16 @@ func TestFindDaemonSetMigration(t *testing.T) {
 				t.Fatalf("FindDaemonSet = %s/%s, pod %v; want %s/calico-node, pod %t", ds.Namespace, ds.Name, p != nil, tc.want, tc.wantPod)
 			}
 		})
+	}
+
+	// With one DaemonSet, pods it may not list are an error still: the
+	// pod's spec, not the template, is what install-cni runs with.
+	one := &installcni.Manifest{}
+	*one = *m
+	one.DaemonSets = []appsv1.DaemonSet{*m.DaemonSet("kube-system", "calico-node")}
+	c1 := migrationCluster{ManifestCluster: ManifestCluster{Manifest: one}, node: node("pre-operator"), refused: map[string]bool{"kube-system": true}}
+	if _, _, err := FindDaemonSet(context.Background(), c1, "", "node-1"); !apierrors.IsForbidden(err) {
+		t.Fatalf("one DaemonSet, its pods refused: FindDaemonSet error %v, want the 403", err)
 	}
 
 	// The whole source: the account and the template follow the DaemonSet.

@@ -25,7 +25,7 @@ import (
 //
 //   - this node's pods in the DaemonSet's namespace (a spec.nodeName field
 //     selector), whose change is what a calico-node restart or rolling
-//     update looks like;
+//     update looks like; none where the agent may not list them;
 //   - each ConfigMap the install-cni environment refers to, by name, added
 //     as the pod starts to refer to it;
 //   - the DaemonSet itself is read with a GET when the pod changes or there
@@ -58,6 +58,15 @@ type watchedCluster struct {
 	// for a DaemonSet found absent, the podsGen and the time it was read at.
 	podsGen uint64
 	absent  map[string]absentRead
+	// podsRefused holds the namespaces whose pods the agent may not list,
+	// where no pod informer is started.
+	podsRefused map[string]refusal
+}
+
+// refusal is a list of pods the API server refused (403), and when.
+type refusal struct {
+	err error
+	at  time.Time
 }
 
 type absentRead struct {
@@ -73,7 +82,7 @@ func newWatchedCluster(client kubernetes.Interface, node string, daemonSets []ty
 	return &watchedCluster{client: client, node: node, daemonSets: daemonSets, recheck: recheck, trigger: trigger, start: start,
 		pods: map[string]cache.SharedIndexInformer{}, configMaps: map[string]cache.SharedIndexInformer{},
 		ds: map[string]*appsv1.DaemonSet{}, dsPod: map[string]string{}, accounts: map[string]bool{},
-		absent: map[string]absentRead{}}
+		absent: map[string]absentRead{}, podsRefused: map[string]refusal{}}
 }
 
 // DaemonSet returns the DaemonSet as last read; it is read again when this
@@ -149,6 +158,9 @@ func (c *watchedCluster) NodePod(_ context.Context, ds *appsv1.DaemonSet, node s
 
 func (c *watchedCluster) podLister(namespace string) (corelisters.PodLister, error) {
 	const what = "calico-node pods on this node"
+	if err := c.podsAllowed(namespace); err != nil {
+		return nil, err
+	}
 	changed := func(why string) {
 		c.mu.Lock()
 		c.podsGen++
@@ -164,6 +176,37 @@ func (c *watchedCluster) podLister(namespace string) (corelisters.PodLister, err
 		return nil, err
 	}
 	return corelisters.NewPodLister(inf.GetIndexer()), nil
+}
+
+// podsAllowed lists this node's pods in namespace once before its informer
+// is started: where the agent may not list them (403), no informer is
+// started, since its reflector would retry the refused list, and log it,
+// for as long as the agent runs. The refusal is the answer until recheck
+// has passed, then the list is tried again (a Role added later is found).
+func (c *watchedCluster) podsAllowed(namespace string) error {
+	c.mu.Lock()
+	_, started := c.pods[namespace]
+	f, refused := c.podsRefused[namespace]
+	c.mu.Unlock()
+	if started {
+		return nil
+	}
+	if refused && time.Since(f.at) < c.recheck {
+		return f.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), APITimeout)
+	defer cancel()
+	_, err := c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{Limit: 1,
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", c.node).String()})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if apierrors.IsForbidden(err) {
+		err = fmt.Errorf("list pods on node %s in %s: %w", c.node, namespace, err)
+		c.podsRefused[namespace] = refusal{err: err, at: time.Now()}
+		return err
+	}
+	delete(c.podsRefused, namespace)
+	return nil // any other failure is the informer's to retry
 }
 
 // calicoPod reports whether a pod (or its tombstone) is controlled by one of
