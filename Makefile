@@ -154,8 +154,9 @@ lint:
 # 5 to 20 s a target on 2 cores.
 FUZZEXECS ?= 200000
 # Targets whose inputs cost more run fewer: a manifest seed is 20 KB, and
-# --configmap-file is loaded from a file (about 1000 inputs a second).
-FUZZSLOW ?= FuzzParseManifest FuzzLoadConfigMapFile
+# --configmap-file and a CNI directory to discover are written to files
+# first (about 600 to 1000 inputs a second).
+FUZZSLOW ?= FuzzParseManifest FuzzLoadConfigMapFile FuzzDiscover
 FUZZSLOWEXECS ?= 20000
 FUZZMINIMIZE ?= 2s
 fuzz:
