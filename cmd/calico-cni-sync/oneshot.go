@@ -38,6 +38,10 @@ func runOnce(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 		return exitError, err
 	}
 	rep, pass, err := r.Reconcile(ctx, mode)
+	if err == nil && rep.RepairRefused != "" {
+		// The token the files need could not be written: a repair failed.
+		err = fmt.Errorf("the token in this node's CNI files cannot be replaced: %s", rep.RepairRefused)
+	}
 	if werr := statusFileIfGiven(o, rep); werr != nil {
 		err = errors.Join(err, werr)
 	}

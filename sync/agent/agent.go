@@ -50,6 +50,7 @@ type Agent struct {
 	errSince    time.Time                 // when the inputs first failed to give a desired state
 	settleSince time.Time                 // when passes started waiting for a file to settle
 	reported    bool                      // a pass has reached the cluster (condition, status)
+	refused     string                    // why the token could not be replaced, as last logged
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
 }
 
@@ -139,7 +140,11 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	default:
 		a.queue.forget()
 		if r := token.RenewerOf(a.reconciler.Token); r != nil {
-			if at := r.NextRenewal(); !at.IsZero() {
+			// The source's renewal, or its retry of a request that
+			// failed, when still ahead. Under policy guard a pass that
+			// writes no token does not ask the source, and leaves a
+			// renewal time behind: nothing is due then.
+			if at := r.NextRenewal(); at.After(time.Now()) {
 				a.queue.after(time.Until(at))
 			}
 		}
@@ -224,6 +229,12 @@ func (a *Agent) report(ctx context.Context, rep *reconcile.Report, pass *reconci
 			}
 		}
 		a.expiry.Store(rep.Token.ExpiresAt)
+	}
+	if rep.RepairRefused != a.refused {
+		if rep.RepairRefused != "" {
+			a.logger.Warn("the token in the node's CNI files cannot be replaced; retrying on the token source's schedule", "why", rep.RepairRefused)
+		}
+		a.refused = rep.RepairRefused
 	}
 	var triggered time.Time
 	if since != 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -27,10 +28,19 @@ func NewTokenRequester(client kubernetes.Interface, ttl time.Duration, now func(
 // broken server can make a hot loop.
 const minRenewal = 10 * time.Second
 
+// maxRetry caps the backoff of a request that failed with no valid token to
+// fall back on.
+const maxRetry = 5 * time.Minute
+
 // TokenRequester keeps one bound token and renews it when 20–30 % of its
 // lifetime is left, the moment drawn per process so a cluster's nodes do not
 // renew at once; at once when the API server rejected it; and, when renewal
-// fails, again with backoff while the current token is still valid.
+// fails, again with backoff while the current token is still valid. A
+// request that fails with no valid token to fall back on (the API server
+// refuses it: RBAC does not let the agent mint a token for the account) is
+// not made again before its own backoff, from minRenewal doubling to
+// maxRetry, however often a pass asks: until then Token returns the same
+// error.
 type TokenRequester struct {
 	client  kubernetes.Interface
 	account token.Account
@@ -44,6 +54,9 @@ type TokenRequester struct {
 	expires     time.Time
 	renewAt     time.Time
 	failures    int
+	// lastErr is the last request's error while no valid token is held;
+	// it is returned until renewAt.
+	lastErr error
 }
 
 // Token returns the current token for the need's account, renewing it when
@@ -58,23 +71,31 @@ func (r *TokenRequester) Token(ctx context.Context, need token.Need) (token.Toke
 	defer r.mu.Unlock()
 	if need.Account != r.account {
 		r.account, r.cur, r.renewAt, r.expires = need.Account, token.Token{}, time.Time{}, time.Time{}
+		r.failures, r.lastErr = 0, nil
 	}
 	now := r.now()
-	if r.cur.Value != "" && now.Before(r.renewAt) {
-		return r.cur, nil
+	if now.Before(r.renewAt) {
+		if r.cur.Value != "" {
+			return r.cur, nil
+		}
+		if r.lastErr != nil {
+			return token.Token{}, r.lastErr // backing off: the same answer, no request
+		}
 	}
 	r.lastRequest = now
 	tok, lifetime, err := r.request(ctx)
 	if err != nil {
 		r.failures++
-		backoff := min(time.Duration(1<<min(r.failures, 6))*time.Second, time.Minute)
 		if r.cur.Value != "" && now.Before(r.expires) {
+			backoff := min(time.Duration(1<<min(r.failures, 6))*time.Second, time.Minute)
 			r.renewAt = now.Add(max(backoff, minRenewal))
 			return r.cur, nil // still valid: keep it and retry soon
 		}
+		r.cur, r.lastErr = token.Token{}, err
+		r.renewAt = now.Add(min(minRenewal<<min(r.failures-1, 5), maxRetry))
 		return token.Token{}, err
 	}
-	r.failures = 0
+	r.failures, r.lastErr = 0, nil
 	r.cur, r.expires = tok, now.Add(lifetime)
 	r.renewAt = now.Add(max(lifetime*7/10+time.Duration(float64(lifetime/10)*r.jitter()), minRenewal))
 	return r.cur, nil
@@ -86,6 +107,9 @@ func (r *TokenRequester) request(ctx context.Context) (token.Token, time.Duratio
 	defer cancel()
 	tr, err := r.client.CoreV1().ServiceAccounts(r.account.Namespace).CreateToken(ctx, r.account.Name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if apierrors.IsForbidden(err) {
+		return token.Token{}, 0, fmt.Errorf("request a token for service account %s/%s: %w (the agent may create tokens only for the accounts its ClusterRole's serviceaccounts/token rule names)", r.account.Namespace, r.account.Name, err)
+	}
 	if err != nil {
 		return token.Token{}, 0, fmt.Errorf("request a token for service account %s/%s: %w", r.account.Namespace, r.account.Name, err)
 	}
@@ -96,7 +120,8 @@ func (r *TokenRequester) request(ctx context.Context) (token.Token, time.Duratio
 	return token.Token{Value: tr.Status.Token, Source: token.SourceTokenRequest}, lifetime, nil
 }
 
-// NextRenewal is when Token will next ask for a new token.
+// NextRenewal is when Token will next ask for a new token: the renewal of
+// the token held, or the retry of a request that failed.
 func (r *TokenRequester) NextRenewal() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -108,5 +133,8 @@ func (r *TokenRequester) NextRenewal() time.Time {
 func (r *TokenRequester) Invalidate() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.cur.Value == "" {
+		return // no token to renew: a failed request keeps its backoff
+	}
 	r.renewAt = r.lastRequest.Add(minRenewal)
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -164,5 +166,60 @@ func TestTokenRequesterIgnoresServerClock(t *testing.T) {
 		if requests != 1 {
 			t.Fatalf("skew %v: %d token requests in ten minutes, want 1", skew, requests)
 		}
+	}
+}
+
+// TestTokenRequesterBacksOffARefusal: a request the API server refuses
+// with no valid token to fall back on (RBAC does not let the agent mint a
+// token for the account) is not made again at every ask: for ten minutes of
+// asks, one a second, a handful of requests, further and further apart (up
+// to maxRetry), each ask before the next one answered with the same error,
+// and NextRenewal the moment of the next. Once RBAC allows it, the next
+// retry gets the token.
+func TestTokenRequesterBacksOffARefusal(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	c := fake.NewClientset()
+	forbidden, requests := true, 0
+	c.PrependReactor("create", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+		requests++
+		if forbidden {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "serviceaccounts/token"}, "canal", errors.New("RBAC: no rule"))
+		}
+		return true, &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{Token: "token"}}, nil
+	})
+	r := NewTokenRequester(c, time.Hour, now)
+	need := token.Need{Account: token.Account{Namespace: "kube-system", Name: "canal"}}
+	var last time.Time
+	var gaps []time.Duration
+	for range 600 {
+		before := requests
+		_, err := r.Token(context.Background(), need)
+		if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "serviceaccounts/token rule") {
+			t.Fatalf("ask: %v, want the API server's refusal with the RBAC hint", err)
+		}
+		if requests > before {
+			if !last.IsZero() {
+				gaps = append(gaps, clock.Sub(last))
+			}
+			last = clock
+		}
+		if !r.NextRenewal().After(clock) {
+			t.Fatalf("after a refusal NextRenewal is %v, not ahead of %v", r.NextRenewal(), clock)
+		}
+		clock = clock.Add(time.Second)
+	}
+	if requests > 7 {
+		t.Fatalf("%d requests in ten minutes of asks once a second", requests)
+	}
+	for i, g := range gaps {
+		if g < minRenewal || g > maxRetry || (i > 0 && g < gaps[i-1]) {
+			t.Fatalf("gaps between requests %v: want at least %v, growing, at most %v", gaps, minRenewal, maxRetry)
+		}
+	}
+	forbidden = false
+	clock = r.NextRenewal()
+	if tok, err := r.Token(context.Background(), need); err != nil || tok.Value != "token" {
+		t.Fatalf("after the RBAC fix, at the next retry: %v %v", tok, err)
 	}
 }

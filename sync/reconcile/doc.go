@@ -11,15 +11,20 @@
 //  1. The ConfigMap informer's handler (sync/inputs) calls the agent queue's
 //     Trigger, and the agent's worker runs Reconcile(ModeSync).
 //  2. Reconcile starts one cniconf.Observation: nothing is read yet.
-//  3. plan asks the Install source for the inputs (the informer's cache) and
-//     the token source for the token; token.PolicyFor decides the policy;
-//     the files are rendered (cniconf.BuildDesired). Under policy guard,
-//     plan asks the observation for the tokens on disk (this reads each
-//     managed file, once, through cniconf's safe reader: a FIFO, a device
-//     or a link is described, never opened, and nothing past
-//     cniconf.MaxFileBytes is read), the verdict cache for the API server's
-//     word on them, and token.RepairDue, the one function that says whether
-//     the source's token is written.
+//  3. plan asks the Install source for the inputs (the informer's cache);
+//     token.PolicyFor decides the policy; the files are rendered
+//     (cniconf.BuildDesired). Under policy own the token source gives the
+//     token. Under policy guard, plan asks the observation for the tokens on
+//     disk (this reads each managed file, once, through cniconf's safe
+//     reader: a FIFO, a device or a link is described, never opened, and
+//     nothing past cniconf.MaxFileBytes is read), the verdict cache for the
+//     API server's word on them, and token.RepairDue, the one function that
+//     says whether a token must be written; only then is the token source
+//     asked (a TokenRequest the agent's RBAC may refuse), and its token
+//     checked before it is used. Otherwise the files are rendered with the
+//     token they hold. A repair that cannot be made (the source refuses, or
+//     its token is rejected too) is refused, not failed: the rest of the
+//     pass goes on, and the files holding the bad token report why.
 //  4. Under --on-drift=enforce with a hand edit found, plan runs again on
 //     the Fresh source (a request, not the cache), against the same
 //     observation.

@@ -18,19 +18,30 @@ type plan struct {
 	// template is the one the inputs gave, when they gave one.
 	template string
 	want     *cniconf.Desired
-	token    token.Token
-	source   *inputs.SourceInfo
-	account  token.Account
-	policy   string
-	manage   bool // calico-node refreshes the token itself
-	health   token.Health
+	// token is what want is rendered with: the source's, or, under policy
+	// guard when no token must be written, one the node's files hold.
+	token token.Token
+	// fromSource: token is the source's (the source was asked).
+	fromSource bool
+	source     *inputs.SourceInfo
+	account    token.Account
+	policy     string
+	manage     bool // calico-node refreshes the token itself
+	health     token.Health
+	// refused says why a token the node needs could not be written: the
+	// source refused it, or the API server rejects its token too. The files
+	// are then reported against judged.
+	refused string
+	// judged is the inputs rendered with a token no file holds, so that
+	// each file holding an unhealthy token reports it (refused only).
+	judged *cniconf.Desired
 }
 
-// plan reads the inputs, picks the token and the policy, and renders. Under
-// policy guard it asks the observation for the tokens on disk, the API
-// server (through the verdict cache) about them, and token.RepairDue
-// whether this pass writes the source's token.
-func (r *Reconciler) plan(ctx context.Context, install inputs.InstallSource, obs *cniconf.Observation) (*plan, error) {
+// plan reads the inputs, picks the policy and the token, and renders. Under
+// policy guard the source is asked only when a token must be written
+// (planGuard); eager asks it anyway (render, which shows what a write from
+// the source would be).
+func (r *Reconciler) plan(ctx context.Context, install inputs.InstallSource, obs *cniconf.Observation, eager bool) (*plan, error) {
 	in, err := install(ctx)
 	if err != nil {
 		return nil, err
@@ -47,62 +58,49 @@ func (r *Reconciler) plan(ctx context.Context, install inputs.InstallSource, obs
 	p.policy = token.PolicyFor(r.Policy, in.ManageCNI, inConf)
 	p.manage = in.ManageCNI && !inConf
 	need := token.Need{Account: p.account, InConf: inConf}
-	tok, err := r.Token.Token(ctx, need)
-	p.token = tok
-	if err != nil {
-		return p, err
-	}
-	if p.account.Name == "" && tok.Source == token.SourceFile {
-		// Offline with nothing naming the account: the token says whose
-		// it is.
-		p.account = token.AccountOf(token.ParseClaims(tok.Value).Subject, p.account)
+	p.token = token.Token{Source: token.SourceFor(r.TokenSourceName, need)}
+	guard := p.policy == token.PolicyGuard
+	var srcErr error
+	if p.account.Name == "" || eager || !guard {
+		srcErr = r.askSource(ctx, p, need)
 	}
 	p.health = token.Health{Subject: p.account.Subject(), Now: r.Now}
 	if r.Verdicts != nil {
 		p.health.Verdict = r.Verdicts.Known
 	}
-	guard := p.policy == token.PolicyGuard
-	if guard {
-		if ok, why := p.health.Judge(tok.Value); !ok && !strings.Contains(why, "rejected") {
-			return p, fmt.Errorf("the %s token cannot repair the node's token: it is %s (policy guard)", tok.Origin(), why)
+	switch {
+	case srcErr != nil && !guard && !eager:
+		return p, r.planUnsourced(ctx, p, obs, srcErr)
+	case srcErr != nil:
+		return p, srcErr
+	case guard && eager:
+		if err := fitToRepair(p.token, p.health); err != nil {
+			return p, err
 		}
+	case guard:
+		return p, r.planGuard(ctx, p, obs, need)
 	}
-	want, err := r.render(in, tok)
-	if err != nil {
+	if p.want, err = r.render(in, p.token); err != nil {
 		return p, err
 	}
-	if guard && r.Verdicts != nil {
-		// The API server's word on the tokens on disk, asked when a token
-		// is new and every period: what policy guard judges by. Under
-		// policy own the verdict is only reported, and Reconcile asks
-		// after it has written.
-		onDisk := obs.Tokens(want)
-		r.Verdicts.Refresh(ctx, onDisk, false)
-		if token.RepairDue(onDisk, p.health) {
-			// A repair must not write a token that is dead too: after a
-			// signing-key rotation the source's cached token is rejected
-			// like the one on disk. Ask once, and take a fresh one if so.
-			if v := r.Verdicts.CheckNow(ctx, tok.Value); v != nil && !*v {
-				inv, ok := r.Token.(token.Invalidator)
-				if !ok {
-					return p, fmt.Errorf("the %s token cannot repair the node's token: the API server rejects it too", tok.Origin())
-				}
-				inv.Invalidate()
-				if tok, err = r.Token.Token(ctx, need); err != nil {
-					return p, err
-				}
-				p.token = tok
-				if want, err = r.render(in, tok); err != nil {
-					return p, err
-				}
-			}
-		}
-	}
 	if guard {
-		want.SetTokenJudge(p.health.Judge)
+		p.want.SetTokenJudge(p.health.Judge)
 	}
-	p.want = want
 	return p, nil
+}
+
+// askSource takes the source's token into the plan. Offline with nothing
+// naming the account, the token says whose it is.
+func (r *Reconciler) askSource(ctx context.Context, p *plan, need token.Need) error {
+	tok, err := r.Token.Token(ctx, need)
+	if err != nil {
+		return err
+	}
+	p.token, p.fromSource = tok, true
+	if p.account.Name == "" && tok.Source == token.SourceFile {
+		p.account = token.AccountOf(token.ParseClaims(tok.Value).Subject, p.account)
+	}
+	return nil
 }
 
 // render builds the desired files from the inputs and a token.

@@ -22,6 +22,11 @@ type Report struct {
 	Files     []cniconf.FileStatus `json:"files"`
 	Source    *inputs.SourceInfo   `json:"source,omitempty"`
 	Token     token.Info           `json:"token"`
+	// RepairRefused says why the token the node's files need could not be
+	// written: the source refused it, or the API server rejects the
+	// source's token too. Each file holding the unhealthy token says so in
+	// its message; the condition leads with it.
+	RepairRefused string `json:"-"`
 }
 
 // Worst is the state reported for the node: the first in the contract's
@@ -98,12 +103,12 @@ const (
 func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, error) {
 	rep := &Report{Node: r.NodeName, CheckedAt: r.now().UTC().Truncate(time.Second), Token: token.Info{Source: r.TokenSourceName}}
 	obs := r.Dir.Observe()
-	p, err := r.plan(ctx, r.Install, obs)
+	p, err := r.plan(ctx, r.Install, obs, false)
 	if err == nil && mode == ModeSync && r.Fresh != nil && r.Dir.Policy == cniconf.PolicyEnforce && anyDrifted(obs.Check(p.want)) {
-		p, err = r.plan(ctx, r.Fresh, obs)
+		p, err = r.plan(ctx, r.Fresh, obs, false)
 	}
 	if p != nil {
-		rep.Source, rep.Token = p.source, p.tokenInfo()
+		rep.Source, rep.Token, rep.RepairRefused = p.source, p.tokenInfo(), p.refused
 	}
 	if err != nil {
 		tok := ""
@@ -130,7 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	pass := &Pass{Desired: want, Token: p.token, Policy: p.policy, in: p.in, obs: obs}
 	switch mode {
 	case ModeCheck:
-		rep.Files = obs.Check(want)
+		rep.Files = p.reported(obs, obs.Check(want))
 		pass.Outcomes = unchanged(rep.Files)
 		p.describeDisk(rep, obs)
 		return rep, pass, fileErrors(rep.Files)
@@ -138,9 +143,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		done, err := obs.Sync(want, true)
 		pass.Outcomes = make([]Outcome, len(done))
 		rep.Files = make([]cniconf.FileStatus, len(done))
+		statuses := make([]cniconf.FileStatus, len(done))
 		for i, d := range done {
-			pass.Outcomes[i] = outcomeOf(d, d.FileStatus)
-			rep.Files[i] = d.FileStatus
+			statuses[i] = d.FileStatus
+		}
+		statuses = p.reported(obs, statuses)
+		for i, d := range done {
+			pass.Outcomes[i] = outcomeOf(d, statuses[i])
+			rep.Files[i] = pass.Outcomes[i].Now
 		}
 		p.describeDisk(rep, obs)
 		return rep, pass, errors.Join(err, fileErrors(rep.Files))
@@ -154,7 +164,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	// What is reported is the state after the actions: a rotated token or
 	// a rewritten file is InSync now, a kept edit is still Drifted. The
 	// observation followed the writes, so nothing is read again.
-	after := obs.Check(want)
+	after := p.reported(obs, obs.Check(want))
 	pass.Outcomes = make([]Outcome, len(done))
 	rep.Files = make([]cniconf.FileStatus, len(done))
 	for i, d := range done {
@@ -162,7 +172,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		rep.Files[i] = pass.Outcomes[i].Now
 	}
 	p.describeDisk(rep, obs)
-	pass.OwnTokenRejected = r.ownTokenRejected(rep, want, obs)
+	// Only a token the source gave: under policy guard the files may hold
+	// calico-node's, and a refused repair has told the source already.
+	pass.OwnTokenRejected = p.fromSource && r.ownTokenRejected(rep, want, obs)
 	if err != nil {
 		return rep, pass, err
 	}
@@ -217,7 +229,7 @@ func (r *Reconciler) now() time.Time {
 
 // Desired reads the inputs and renders the files they call for (render).
 func (r *Reconciler) Desired(ctx context.Context) (*cniconf.Desired, token.Token, error) {
-	p, err := r.plan(ctx, r.Install, r.Dir.Observe())
+	p, err := r.plan(ctx, r.Install, r.Dir.Observe(), true)
 	if p == nil {
 		return nil, token.Token{}, err
 	}

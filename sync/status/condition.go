@@ -11,6 +11,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
 // ConditionType is the Node condition the agent owns.
@@ -39,7 +40,8 @@ func restartWarningFor(src *inputs.SourceInfo) string {
 
 // ConditionFor is the Node condition for a report: False when every file is
 // InSync, Unknown for Error, True otherwise (reason TokenRejected when the API
-// server rejects the token the files hold).
+// server rejects the token the files hold, or when it has expired and the
+// agent could not replace it, under either policy).
 func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
 	c := corev1.NodeCondition{Type: ConditionType}
 	worst := rep.Worst()
@@ -61,9 +63,9 @@ func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
 	case worst == cniconf.Error:
 		c.Status, c.Reason = corev1.ConditionUnknown, string(cniconf.Error)
 		c.Message = strings.Join(problems, "; ")
-	case rep.Token.Accepted != nil && !*rep.Token.Accepted:
+	case tokenRejected(rep):
 		c.Status, c.Reason = corev1.ConditionTrue, ReasonTokenRejected
-		c.Message = "the API server rejects the token in this node's CNI files: " + advice
+		c.Message = rejectedMessage(rep, advice)
 		if len(problems) > 0 {
 			c.Message += "; " + strings.Join(problems, "; ")
 		}
@@ -76,6 +78,35 @@ func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
 	}
 	c.Message = cniconf.Redact(c.Message)
 	return c
+}
+
+// tokenRejected: the API server rejects the token the node's files hold, or
+// that token has expired and the agent could not replace it.
+func tokenRejected(rep *reconcile.Report) bool {
+	if rep.Token.Accepted != nil {
+		return !*rep.Token.Accepted
+	}
+	exp := rep.Token.ExpiresAt
+	return rep.RepairRefused != "" && exp != nil && !exp.After(rep.CheckedAt)
+}
+
+// rejectedMessage says what is wrong with the token and what to do: why the
+// agent could not replace it, when it tried, and the advice for a source the
+// operator mends (a token Secret or file); a TokenRequest the API server
+// refuses says why itself.
+func rejectedMessage(rep *reconcile.Report, advice string) string {
+	if rep.RepairRefused == "" {
+		return "the API server rejects the token in this node's CNI files: " + advice
+	}
+	what := "the API server rejects the token in this node's CNI files"
+	if rep.Token.Accepted == nil {
+		what = "the token in this node's CNI files has expired"
+	}
+	msg := what + ", and the agent cannot replace it: " + rep.RepairRefused
+	if rep.Token.Source != token.SourceTokenRequest {
+		msg += "; " + advice
+	}
+	return msg
 }
 
 // Node states that are no file state: the node has no condition yet, or its

@@ -44,6 +44,56 @@ func TestConditionFor(t *testing.T) {
 	}
 }
 
+// TestConditionForUnreplaceableToken: a token the node's files hold that
+// the agent could not replace is TokenRejected, whatever the policy, when
+// the API server rejects it or it has expired, and the message leads with
+// why the repair was refused; the advice for a source the operator mends
+// (a Secret) follows it. A refused repair of a token the API server still
+// accepts (another account, expiring) is the file's own state.
+func TestConditionForUnreplaceableToken(t *testing.T) {
+	no, yes := false, true
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	expired := now.Add(-time.Minute)
+	stale := cniconf.FileStatus{Path: "/etc/cni/net.d/calico-kubeconfig", State: cniconf.StaleToken, ChangedPaths: []string{"users.0.user.token"},
+		Message: "rejected by the API server; it cannot be replaced: forbidden"}
+	forbidden := `request a token for service account kube-system/canal: serviceaccounts "canal" is forbidden`
+	for _, tc := range []struct {
+		name     string
+		token    token.Info
+		refused  string
+		reason   string
+		contains []string
+		lacks    string
+	}{
+		{"rejected, refused TokenRequest", token.Info{Source: token.SourceTokenRequest, Policy: token.PolicyGuard, Accepted: &no}, forbidden,
+			"TokenRejected", []string{"cannot replace it: " + forbidden, "calico-kubeconfig is StaleToken"}, "delete the Secret"},
+		{"rejected under own, refused", token.Info{Source: token.SourceTokenRequest, Policy: token.PolicyOwn, Accepted: &no}, forbidden,
+			"TokenRejected", []string{"cannot replace it: " + forbidden}, ""},
+		{"rejected, Secret's token rejected too", token.Info{Source: token.SourceSecret, Policy: token.PolicyGuard, Accepted: &no},
+			"the API server rejects the Secret s token too", "TokenRejected", []string{"rejects the Secret s token too; delete the Secret"}, ""},
+		{"expired, not checked, refused", token.Info{Source: token.SourceTokenRequest, Policy: token.PolicyGuard, ExpiresAt: &expired}, forbidden,
+			"TokenRejected", []string{"has expired, and the agent cannot replace it"}, ""},
+		{"accepted, refused", token.Info{Source: token.SourceTokenRequest, Policy: token.PolicyGuard, Accepted: &yes}, forbidden,
+			"StaleToken", []string{"it cannot be replaced: forbidden"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &reconcile.Report{CheckedAt: now, Files: []cniconf.FileStatus{stale}, Token: tc.token, RepairRefused: tc.refused}
+			c := ConditionFor(rep, "delete the Secret")
+			if c.Status != corev1.ConditionTrue || c.Reason != tc.reason {
+				t.Fatalf("got %s/%s %q, want True/%s", c.Status, c.Reason, c.Message, tc.reason)
+			}
+			for _, want := range tc.contains {
+				if !strings.Contains(c.Message, want) {
+					t.Errorf("message %q lacks %q", c.Message, want)
+				}
+			}
+			if tc.lacks != "" && strings.Contains(c.Message, tc.lacks) {
+				t.Errorf("message %q has %q", c.Message, tc.lacks)
+			}
+		})
+	}
+}
+
 func TestHealth(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := &Health{WedgedAfter: time.Minute, ResyncPeriod: 5 * time.Minute, Now: func() time.Time { return clock }}

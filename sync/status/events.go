@@ -138,11 +138,11 @@ func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcile
 	} else if msg == "" && reconcileErr == nil {
 		r.renderErr = ""
 	}
-	rejected := rep.Token.Accepted != nil && !*rep.Token.Accepted
+	rejected := tokenRejected(rep)
 	if rejected && !r.rejected {
-		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRejected, "the API server rejects the token in this node's CNI files: %s", r.advice)
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRejected, "%s", rejectedMessage(rep, r.advice))
 	}
-	if rep.Token.Accepted != nil {
+	if rep.Token.Accepted != nil || rejected {
 		r.rejected = rejected
 	}
 }

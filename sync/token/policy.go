@@ -78,6 +78,20 @@ func (a Auto) Token(ctx context.Context, need Need) (Token, error) {
 	return a.Request.Token(ctx, need)
 }
 
+// SourceFor names the source a need is asked of under --token-source
+// asked: for auto, secret when the token goes in the conf, else
+// tokenrequest. Under policy guard a pass that writes no token does not
+// ask the source, and reports where a repair would come from by this name.
+func SourceFor(asked string, need Need) string {
+	if asked != SourceAuto {
+		return asked
+	}
+	if need.InConf {
+		return SourceSecret
+	}
+	return SourceTokenRequest
+}
+
 // RenewerOf is the source, or the part of an Auto source, that renews on a
 // schedule; nil when there is none.
 func RenewerOf(src Source) Renewer {
