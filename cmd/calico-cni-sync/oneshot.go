@@ -118,7 +118,7 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
-	if rep.Worst() != cniconf.InSync || (rep.Token.Accepted != nil && !*rep.Token.Accepted) {
+	if rep.Worst() != cniconf.InSync || (rep.Token.Accepted != nil && !*rep.Token.Accepted) || rep.Token.Verdict == "forbidden" {
 		return exitDrift, nil
 	}
 	return exitOK, nil
@@ -196,6 +196,12 @@ func printReport(w io.Writer, rep *reconcile.Report, format string, err error) e
 	}
 	if rep.Token.Accepted != nil {
 		tok += fmt.Sprintf(", accepted by the API server: %t", *rep.Token.Accepted)
+	}
+	if rep.Token.Verdict != "" {
+		tok += ", credential verdict " + rep.Token.Verdict
+		if rep.Token.VerdictMessage != "" && rep.Token.Verdict != "ok" {
+			tok += " (" + rep.Token.VerdictMessage + ")"
+		}
 	}
 	_, _ = fmt.Fprintln(w, tok)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
@@ -76,6 +77,11 @@ type Reconciler struct {
 	// CheckTokens is set (the agent, drift), to report the token on disk.
 	Verdicts    *token.VerdictCache
 	CheckTokens bool
+	// Probe, when set with Verdicts, judges a token Calico's credential on
+	// disk holds by the plugin's own first request with that credential
+	// (its server, CA and token): its verdict is the token's. Nil: tokens
+	// are judged by a review alone.
+	Probe *probe.Prober
 	// Now is the node's clock; nil means time.Now.
 	Now func() time.Time
 	// KeepFacts refuses a write that would change a value the last write
@@ -130,14 +136,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		}
 	}
 	if mode != ModeSync && p.policy != token.PolicyGuard && r.checksTokens(p.policy) {
-		r.Verdicts.Refresh(ctx, obs.Tokens(want), false)
+		r.refresh(ctx, p.in, obs.Tokens(want))
 	}
 	pass := &Pass{Desired: want, Token: p.token, Policy: p.policy, in: p.in, obs: obs}
 	switch mode {
 	case ModeCheck:
 		rep.Files = p.reported(obs, obs.Check(want))
 		pass.Outcomes = unchanged(rep.Files)
-		p.describeDisk(rep, obs)
+		p.describeDisk(r, rep, obs)
 		return rep, pass, fileErrors(rep.Files)
 	case ModeDryRun:
 		done, err := obs.Sync(want, true)
@@ -152,14 +158,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 			pass.Outcomes[i] = outcomeOf(d, statuses[i])
 			rep.Files[i] = pass.Outcomes[i].Now
 		}
-		p.describeDisk(rep, obs)
+		p.describeDisk(r, rep, obs)
 		return rep, pass, errors.Join(err, fileErrors(rep.Files))
 	}
 	done, err := obs.Sync(want, false)
 	if r.checksTokens(p.policy) {
 		// A token just written is checked now, so the report says
 		// whether it works.
-		r.Verdicts.Refresh(ctx, obs.Tokens(want), false)
+		r.refresh(ctx, p.in, obs.Tokens(want))
 	}
 	// What is reported is the state after the actions: a rotated token or
 	// a rewritten file is InSync now, a kept edit is still Drifted. The
@@ -171,7 +177,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		pass.Outcomes[i] = outcomeOf(d, after[i])
 		rep.Files[i] = pass.Outcomes[i].Now
 	}
-	p.describeDisk(rep, obs)
+	p.describeDisk(r, rep, obs)
 	// Only a token the source gave: under policy guard the files may hold
 	// calico-node's, and a refused repair has told the source already.
 	pass.OwnTokenRejected = p.fromSource && r.ownTokenRejected(rep, want, obs)

@@ -30,7 +30,12 @@ import (
 func (e *env) nodeArgs(extra ...string) []string {
 	return append([]string{"--kubeconfig", e.kubeconfig, "--cni-net-dir", e.net,
 		"--state-dir", filepath.Join(e.dir, "state"), "--backup-dir", filepath.Join(e.dir, "backups"),
-		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0"}, extra...)
+		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0",
+		// The install fixtures' kubeconfigs name the fixtures' cluster
+		// address (10.96.0.1), which must not be dialled: a test that
+		// probes the credential on disk names a loopback server and
+		// passes --credential-probe=true.
+		"--credential-probe=false"}, extra...)
 }
 
 func (e *env) statusFile() string { return filepath.Join(e.dir, "status.json") }
@@ -88,6 +93,7 @@ type nodeReport struct {
 		ManagedBy      string  `json:"managedBy"`
 		Subject        *string `json:"subject"`
 		Accepted       *bool   `json:"accepted"`
+		Verdict        string  `json:"verdict"`
 	} `json:"token"`
 }
 
