@@ -203,8 +203,9 @@ func SortNodeStates(rows []NodeState) {
 }
 
 // TokenEvidence is what the node's condition says about the CNI's token,
-// when it says the token was stale or rejected; "" otherwise (no
-// condition, or another state).
+// when it says the token was stale or rejected, or that RBAC refuses the
+// plugin's request with it (CNIForbidden); "" otherwise (no condition, or
+// another state).
 func TokenEvidence(node string, cond *corev1.NodeCondition) string {
 	if cond == nil || cond.Type != ConditionType {
 		return ""
@@ -214,8 +215,17 @@ func TokenEvidence(node string, cond *corev1.NodeCondition) string {
 		return fmt.Sprintf("node %s's %s condition is %s: the CNI's token on the node was stale", node, ConditionType, cond.Reason)
 	case ReasonTokenRejected:
 		return fmt.Sprintf("node %s's %s condition is %s: the API server rejected the CNI's token on the node", node, ConditionType, cond.Reason)
+	case ReasonCNIForbidden:
+		return ForbiddenEvidence(node, cond.Message)
 	}
 	return ""
+}
+
+// ForbiddenEvidence is TokenEvidence for a node whose condition is
+// CNIForbidden: the token works, RBAC refuses the plugin's request (the
+// message names the refused access and the ClusterRoleBinding to check).
+func ForbiddenEvidence(node, message string) string {
+	return fmt.Sprintf("node %s's %s condition is %s: %s", node, ConditionType, ReasonCNIForbidden, cniconf.Redact(message))
 }
 
 // ConditionOf is the node's condition, nil when it has none.
