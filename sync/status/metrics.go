@@ -52,6 +52,9 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	m.TokenAccepted.Set(-1)
+	// Calico's credential has a series per verdict from the start, at 0
+	// until a probe gives one.
+	m.setVerdicts(probe.PluginCalico, nil)
 	// Both results exist from the start, at 0: increase() cannot see the
 	// first error of a counter that appears at 1.
 	m.Reconciles.WithLabelValues("success")
