@@ -69,6 +69,9 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			// The token on disk is judged by Calico's own first
 			// request with the credential that holds it.
 			r.Probe = &probe.Prober{}
+			// Every credential the CNI directory's configs point to,
+			// reported, never written.
+			r.Credentials = &reconcile.Credentials{Period: o.TokenCheckPeriod}
 		}
 	}
 	return r, nil

@@ -204,6 +204,16 @@ func printReport(w io.Writer, rep *reconcile.Report, format string, err error) e
 		}
 	}
 	_, _ = fmt.Fprintln(w, tok)
+	for _, c := range rep.Credentials {
+		line := fmt.Sprintf("credential: %s %s", c.Plugin, c.Path)
+		if c.Verdict != "" {
+			line += " " + string(c.Verdict)
+		}
+		if c.Message != "" && c.Verdict != "ok" {
+			line += " (" + c.Message + ")"
+		}
+		_, _ = fmt.Fprintln(w, line)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "FILE\tSTATE\tCHANGED")
 	for _, f := range rep.Files {

@@ -23,6 +23,10 @@ type Report struct {
 	Files     []cniconf.FileStatus `json:"files"`
 	Source    *inputs.SourceInfo   `json:"source,omitempty"`
 	Token     token.Info           `json:"token"`
+	// Credentials are the verdicts on every credential the CNI
+	// directory's configs point to: Calico's and other plugins' (read,
+	// never written).
+	Credentials []probe.Result `json:"credentials,omitempty"`
 	// RepairRefused says why the token the node's files need could not be
 	// written: the source refused it, or the API server rejects the
 	// source's token too. Each file holding the unhealthy token says so in
@@ -82,6 +86,9 @@ type Reconciler struct {
 	// (its server, CA and token): its verdict is the token's. Nil: tokens
 	// are judged by a review alone.
 	Probe *probe.Prober
+	// Credentials, when set, reports every credential the CNI
+	// directory's configs point to (Report.Credentials); nil: none.
+	Credentials *Credentials
 	// Now is the node's clock; nil means time.Now.
 	Now func() time.Time
 	// KeepFacts refuses a write that would change a value the last write
@@ -144,6 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		rep.Files = p.reported(obs, obs.Check(want))
 		pass.Outcomes = unchanged(rep.Files)
 		p.describeDisk(r, rep, obs)
+		rep.Credentials = r.credentials(ctx, p.in)
 		return rep, pass, fileErrors(rep.Files)
 	case ModeDryRun:
 		done, err := obs.Sync(want, true)
@@ -159,6 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 			rep.Files[i] = pass.Outcomes[i].Now
 		}
 		p.describeDisk(r, rep, obs)
+		rep.Credentials = r.credentials(ctx, p.in)
 		return rep, pass, errors.Join(err, fileErrors(rep.Files))
 	}
 	done, err := obs.Sync(want, false)
@@ -178,6 +187,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		rep.Files[i] = pass.Outcomes[i].Now
 	}
 	p.describeDisk(r, rep, obs)
+	rep.Credentials = r.credentials(ctx, p.in)
 	// Only a token the source gave: under policy guard the files may hold
 	// calico-node's, and a refused repair has told the source already.
 	pass.OwnTokenRejected = p.fromSource && r.ownTokenRejected(rep, want, obs)

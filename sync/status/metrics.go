@@ -23,6 +23,7 @@ type Metrics struct {
 	// CredentialVerdict counts the node's CNI credentials by plugin and
 	// verdict.
 	CredentialVerdict *prometheus.GaugeVec
+	plugins           map[string]bool // other plugins whose credentials were counted
 	LastSuccess       prometheus.Gauge
 	TriggerToDisk     prometheus.Histogram
 }
@@ -100,6 +101,30 @@ func (m *Metrics) Observe(rep *reconcile.Report, pass *reconcile.Pass, err error
 	}
 	if rep.Token.Verdict != "" {
 		m.setVerdicts(probe.PluginCalico, map[string]int{rep.Token.Verdict: 1})
+	}
+	if rep.Credentials != nil {
+		// Other plugins' credentials, counted by verdict; a plugin no
+		// longer found reads 0.
+		counts := map[string]map[string]int{}
+		for p := range m.plugins {
+			counts[p] = map[string]int{}
+		}
+		for _, c := range rep.Credentials {
+			if c.Plugin == probe.PluginCalico || c.Verdict == "" {
+				continue
+			}
+			if counts[c.Plugin] == nil {
+				counts[c.Plugin] = map[string]int{}
+			}
+			counts[c.Plugin][string(c.Verdict)]++
+		}
+		if m.plugins == nil {
+			m.plugins = map[string]bool{}
+		}
+		for p, n := range counts {
+			m.setVerdicts(p, n)
+			m.plugins[p] = true
+		}
 	}
 	switch {
 	case rep.Token.Accepted == nil:

@@ -95,6 +95,23 @@ type nodeReport struct {
 		Accepted       *bool   `json:"accepted"`
 		Verdict        string  `json:"verdict"`
 	} `json:"token"`
+	Credentials []struct {
+		Path    string `json:"path"`
+		Plugin  string `json:"plugin"`
+		Verdict string `json:"verdict"`
+		Message string `json:"message"`
+	} `json:"credentials"`
+}
+
+// credential is the verdict reported for one plugin's credential at path,
+// "" when none is.
+func (r nodeReport) credential(plugin, path string) (verdict, message string, found bool) {
+	for _, c := range r.Credentials {
+		if c.Plugin == plugin && c.Path == path {
+			return c.Verdict, c.Message, true
+		}
+	}
+	return "", "", false
 }
 
 // driftJSON runs drift -o json; exit 0 means every file is InSync and the

@@ -13,6 +13,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 )
 
 // TestForbiddenCredentialIsReportedNeverRewritten: the CNI account's
@@ -117,6 +119,47 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 	})
 	if v := a.metric("calico_cni_sync_credential_verdict", `plugin="calico"`, `verdict="forbidden"`); v != 0 {
 		t.Fatalf("credential_verdict{calico,forbidden} = %v after the binding came back, want 0", v)
+	}
+
+	// Multus' kubeconfig, found through its conf, judged by Multus' first
+	// request (a GET of a pod): reported by the agent and by drift, and
+	// never written, also once its account is deleted.
+	cniAccount(t, e.ctx, e.ns, "multus", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}})
+	multusTok, err := cp.TokenFor(e.ctx, e.ns, "multus", 0)
+	must(t, err)
+	const multusHost = "/etc/cni/net.d/multus.d/multus.kubeconfig"
+	multusPath := filepath.Join(e.net, "multus.d", "multus.kubeconfig")
+	must(t, os.MkdirAll(filepath.Dir(multusPath), 0o755))
+	multusKC := cniconf.Kubeconfig{Server: "https://" + cp.Host(), CAData: cp.CAData(), Token: multusTok}.Bytes()
+	must(t, os.WriteFile(multusPath, multusKC, 0o600))
+	must(t, os.WriteFile(filepath.Join(e.net, "00-multus.conf"), []byte(`{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus",
+		"kubeconfig":"`+multusHost+`","delegates":[{"cniVersion":"0.3.1","name":"k8s-pod-network",
+		"plugins":[{"type":"portmap","capabilities":{"portMappings":true}}]}]}`), 0o644))
+	e.waitStatus("Multus' credential ok", func(r nodeReport) error {
+		if v, msg, _ := r.credential("multus", multusHost); v != "ok" {
+			return errorf("multus: %q %s (%+v)", v, msg, r.Credentials)
+		}
+		return nil
+	})
+	must(t, cp.Client.CoreV1().ServiceAccounts(e.ns).Delete(e.ctx, "multus", metav1.DeleteOptions{}))
+	e.waitStatus("Multus' credential rejected", func(r nodeReport) error {
+		if v, msg, _ := r.credential("multus", multusHost); v != "rejected" {
+			return errorf("multus: %q %s", v, msg)
+		}
+		return nil
+	})
+	_, rep := e.driftJSON("--calico-daemonset", e.ns+"/calico-node", "--credential-probe=true")
+	if v, msg, _ := rep.credential("multus", multusHost); v != "rejected" {
+		t.Fatalf("drift -o json: multus %q %s (%+v)", v, msg, rep.Credentials)
+	}
+	if v, _, _ := rep.credential("calico", "/etc/cni/net.d/calico-kubeconfig"); v != "ok" {
+		t.Fatalf("drift -o json: calico's credential %q (%+v)", v, rep.Credentials)
+	}
+	if got, err := os.ReadFile(multusPath); err != nil || !bytes.Equal(got, multusKC) {
+		t.Fatalf("Multus' kubeconfig was changed (%v)", err)
+	}
+	if v := a.metric("calico_cni_sync_credential_verdict", `plugin="multus"`, `verdict="rejected"`); v != 1 {
+		t.Fatalf("credential_verdict{multus,rejected} = %v, want 1", v)
 	}
 }
 
