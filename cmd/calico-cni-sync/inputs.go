@@ -9,6 +9,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
@@ -64,6 +65,14 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 	}
 	if src.Check != nil {
 		r.Verdicts = &token.VerdictCache{Period: o.TokenCheckPeriod, Check: src.Check}
+		if o.CredentialProbe {
+			// The token on disk is judged by Calico's own first
+			// request with the credential that holds it.
+			r.Probe = &probe.Prober{}
+			// Every credential the CNI directory's configs point to,
+			// reported, never written.
+			r.Credentials = &reconcile.Credentials{Period: o.TokenCheckPeriod}
+		}
 	}
 	return r, nil
 }

@@ -121,7 +121,7 @@ func runDrift(ctx context.Context, o *Options, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
-	if rep.Worst() != cniconf.InSync || (rep.Token.Accepted != nil && !*rep.Token.Accepted) {
+	if rep.Worst() != cniconf.InSync || (rep.Token.Accepted != nil && !*rep.Token.Accepted) || rep.Token.Verdict == "forbidden" {
 		return exitDrift, nil
 	}
 	return exitOK, nil
@@ -200,7 +200,23 @@ func printReport(w io.Writer, rep *reconcile.Report, format string, err error) e
 	if rep.Token.Accepted != nil {
 		tok += fmt.Sprintf(", accepted by the API server: %t", *rep.Token.Accepted)
 	}
+	if rep.Token.Verdict != "" {
+		tok += ", credential verdict " + rep.Token.Verdict
+		if rep.Token.VerdictMessage != "" && rep.Token.Verdict != "ok" {
+			tok += " (" + rep.Token.VerdictMessage + ")"
+		}
+	}
 	_, _ = fmt.Fprintln(w, tok)
+	for _, c := range rep.Credentials {
+		line := fmt.Sprintf("credential: %s %s", c.Plugin, c.Path)
+		if c.Verdict != "" {
+			line += " " + string(c.Verdict)
+		}
+		if c.Message != "" && c.Verdict != "ok" {
+			line += " (" + c.Message + ")"
+		}
+		_, _ = fmt.Fprintln(w, line)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "FILE\tSTATE\tCHANGED")
 	for _, f := range rep.Files {

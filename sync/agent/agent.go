@@ -51,6 +51,7 @@ type Agent struct {
 	settleSince time.Time                 // when passes started waiting for a file to settle
 	reported    bool                      // a pass has reached the cluster (condition, status)
 	refused     string                    // why the token could not be replaced, as last logged
+	verdict     string                    // the credential verdict, as last logged
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
 	fault       atomic.Pointer[error]     // the last pass's own fault (reconcile.Pass.OwnFault)
 }
@@ -235,6 +236,14 @@ func (a *Agent) report(ctx context.Context, rep *reconcile.Report, pass *reconci
 			}
 		}
 		a.expiry.Store(rep.Token.ExpiresAt)
+	}
+	if v := rep.Token.Verdict + " " + rep.Token.VerdictMessage; rep.Token.Verdict != "" && v != a.verdict {
+		level := slog.LevelInfo
+		if rep.Token.Verdict != "ok" {
+			level = slog.LevelWarn
+		}
+		a.logger.Log(ctx, level, "the CNI plugin's credential verdict changed", "verdict", rep.Token.Verdict, "message", rep.Token.VerdictMessage)
+		a.verdict = v
 	}
 	if rep.RepairRefused != a.refused {
 		if rep.RepairRefused != "" {

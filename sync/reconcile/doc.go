@@ -48,6 +48,13 @@
 // token.Health, whether a repair is due in token.RepairDue, each file's
 // state in the observation's classification.
 //
-// It imports sync/inputs, sync/token, sync/suggest and cniconf; never
-// sync/status, sync/agent or cmd.
+// The tokens on disk are judged by the verdict cache (token.VerdictCache):
+// a token Calico's credential on disk holds is judged by sync/probe, the
+// plugin's own first request with that file's server, CA and token, when it
+// first appears and once per check period (credential.go); the other
+// plugins' credentials the directory's configs point to are probed at most
+// once per period (Credentials) and reported, never written.
+//
+// It imports sync/inputs, sync/token, sync/probe, sync/suggest and cniconf;
+// never sync/status, sync/agent or cmd.
 package reconcile

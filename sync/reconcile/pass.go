@@ -8,6 +8,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
@@ -161,7 +162,7 @@ func (p *plan) tokenInfo() token.Info {
 // describeDisk fills the token section's verdict on the tokens the node's
 // files hold (false when any is rejected) and, under policy guard, the
 // claims of the token on disk.
-func (p *plan) describeDisk(rep *Report, obs *cniconf.Observation) {
+func (p *plan) describeDisk(r *Reconciler, rep *Report, obs *cniconf.Observation) {
 	if p.want == nil {
 		return
 	}
@@ -176,6 +177,14 @@ func (p *plan) describeDisk(rep *Report, obs *cniconf.Observation) {
 			}
 		}
 	}
+	if r != nil && r.Verdicts != nil {
+		// The worst credential verdict among the tokens on disk.
+		for _, t := range tokens {
+			if f := r.Verdicts.Finding(t); f.Verdict != "" && verdictRank(f.Verdict) < verdictRank(rep.Token.Verdict) {
+				rep.Token.Verdict, rep.Token.VerdictMessage = f.Verdict, f.Message
+			}
+		}
+	}
 	if p.policy == token.PolicyGuard {
 		c := token.ParseClaims(tokens[0])
 		rep.Token.Subject, rep.Token.ExpiresAt = nil, c.ExpiresAt
@@ -183,4 +192,21 @@ func (p *plan) describeDisk(rep *Report, obs *cniconf.Observation) {
 			rep.Token.Subject = &c.Subject
 		}
 	}
+}
+
+// verdictRank orders credential verdicts, the worst first; "" (none) last.
+func verdictRank(v string) int {
+	switch probe.Verdict(v) {
+	case probe.Rejected:
+		return 0
+	case probe.Expired:
+		return 1
+	case probe.Untrusted:
+		return 2
+	case probe.Forbidden:
+		return 3
+	case probe.OK:
+		return 4
+	}
+	return 5
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -23,6 +24,10 @@ type Report struct {
 	Files     []cniconf.FileStatus `json:"files"`
 	Source    *inputs.SourceInfo   `json:"source,omitempty"`
 	Token     token.Info           `json:"token"`
+	// Credentials are the verdicts on every credential the CNI
+	// directory's configs point to: Calico's and other plugins' (read,
+	// never written).
+	Credentials []probe.Result `json:"credentials,omitempty"`
 	// RepairRefused says why the token the node's files need could not be
 	// written: the source refused it, or the API server rejects the
 	// source's token too. Each file holding the unhealthy token says so in
@@ -77,6 +82,14 @@ type Reconciler struct {
 	// CheckTokens is set (the agent, drift), to report the token on disk.
 	Verdicts    *token.VerdictCache
 	CheckTokens bool
+	// Probe, when set with Verdicts, judges a token Calico's credential on
+	// disk holds by the plugin's own first request with that credential
+	// (its server, CA and token): its verdict is the token's. Nil: tokens
+	// are judged by a review alone.
+	Probe *probe.Prober
+	// Credentials, when set, reports every credential the CNI
+	// directory's configs point to (Report.Credentials); nil: none.
+	Credentials *Credentials
 	// Now is the node's clock; nil means time.Now.
 	Now func() time.Time
 	// KeepFacts refuses a write that would change a value the last write
@@ -136,14 +149,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		}
 	}
 	if mode != ModeSync && p.policy != token.PolicyGuard && r.checksTokens(p.policy) {
-		r.Verdicts.Refresh(ctx, obs.Tokens(want), false)
+		r.refresh(ctx, p.in, obs.Tokens(want))
 	}
 	pass := &Pass{Desired: want, Token: p.token, Policy: p.policy, in: p.in, obs: obs}
 	switch mode {
 	case ModeCheck:
 		rep.Files = p.reported(obs, obs.Check(want))
 		pass.Outcomes = unchanged(rep.Files)
-		p.describeDisk(rep, obs)
+		p.describeDisk(r, rep, obs)
+		rep.Credentials = r.credentials(ctx, p.in)
 		return rep, pass, fileErrors(rep.Files)
 	case ModeDryRun:
 		done, err := obs.Sync(want, true)
@@ -158,14 +172,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 			pass.Outcomes[i] = outcomeOf(d, statuses[i])
 			rep.Files[i] = pass.Outcomes[i].Now
 		}
-		p.describeDisk(rep, obs)
+		p.describeDisk(r, rep, obs)
+		rep.Credentials = r.credentials(ctx, p.in)
 		return rep, pass, errors.Join(err, fileErrors(rep.Files))
 	}
 	done, err := obs.Sync(want, false)
 	if r.checksTokens(p.policy) {
 		// A token just written is checked now, so the report says
 		// whether it works.
-		r.Verdicts.Refresh(ctx, obs.Tokens(want), false)
+		r.refresh(ctx, p.in, obs.Tokens(want))
 	}
 	// What is reported is the state after the actions: a rotated token or
 	// a rewritten file is InSync now, a kept edit is still Drifted. The
@@ -177,7 +192,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		pass.Outcomes[i] = outcomeOf(d, after[i])
 		rep.Files[i] = pass.Outcomes[i].Now
 	}
-	p.describeDisk(rep, obs)
+	p.describeDisk(r, rep, obs)
+	rep.Credentials = r.credentials(ctx, p.in)
 	// Only a token the source gave: under policy guard the files may hold
 	// calico-node's, and a refused repair has told the source already.
 	pass.OwnTokenRejected = p.fromSource && r.ownTokenRejected(rep, want, obs)

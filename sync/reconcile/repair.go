@@ -32,7 +32,7 @@ func (r *Reconciler) planGuard(ctx context.Context, p *plan, obs *cniconf.Observ
 	if r.Verdicts != nil {
 		// The API server's word on the tokens on disk, asked when a token
 		// is new and every period: what policy guard judges by.
-		r.Verdicts.Refresh(ctx, onDisk, false)
+		r.refresh(ctx, p.in, onDisk)
 	}
 	if !token.RepairDue(onDisk, p.health) {
 		p.token.Value, p.fromSource = onDisk[0], false
@@ -144,7 +144,7 @@ func (r *Reconciler) planUnsourced(ctx context.Context, p *plan, obs *cniconf.Ob
 		return srcErr
 	}
 	onDisk := obs.Tokens(probe)
-	r.Verdicts.Refresh(ctx, onDisk, false)
+	r.refresh(ctx, p.in, onDisk)
 	for _, t := range onDisk {
 		if v := r.Verdicts.Known(t); v != nil && !*v {
 			return r.refuse(p, onDisk, srcErr.Error())

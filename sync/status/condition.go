@@ -10,6 +10,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
@@ -27,6 +28,11 @@ const (
 	ReasonRenderFailed   = "RenderFailed"
 	ReasonTokenRejected  = "TokenRejected"
 	ReasonTokenRepaired  = "TokenRepaired"
+	// ReasonCNIForbidden: the API server authenticates the CNI plugin's
+	// token but refuses the plugin's request (403). No token fixes RBAC:
+	// the agent rewrites nothing for it, and says which permission and
+	// which binding.
+	ReasonCNIForbidden = "CNIForbidden"
 )
 
 // restartWarningFor is what every drift message must say, for the install
@@ -69,6 +75,12 @@ func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
 		if len(problems) > 0 {
 			c.Message += "; " + strings.Join(problems, "; ")
 		}
+	case credentialForbidden(rep):
+		c.Status, c.Reason = corev1.ConditionTrue, ReasonCNIForbidden
+		c.Message = forbiddenMessage(rep)
+		if len(problems) > 0 {
+			c.Message += "; " + strings.Join(problems, "; ")
+		}
 	case worst == cniconf.InSync:
 		c.Status, c.Reason = corev1.ConditionFalse, string(cniconf.InSync)
 		c.Message = "the CNI files match the ConfigMap and the current token"
@@ -88,6 +100,19 @@ func tokenRejected(rep *reconcile.Report) bool {
 	}
 	exp := rep.Token.ExpiresAt
 	return rep.RepairRefused != "" && exp != nil && !exp.After(rep.CheckedAt)
+}
+
+// credentialForbidden: the API server authenticates the token in the
+// node's CNI files but refuses Calico's plugin its first request.
+func credentialForbidden(rep *reconcile.Report) bool {
+	return rep.Token.Verdict == string(probe.Forbidden)
+}
+
+// forbiddenMessage names the refused access and the binding to check, and
+// says why the agent leaves the token alone.
+func forbiddenMessage(rep *reconcile.Report) string {
+	return "the API server refuses the Calico CNI plugin's request with the token in this node's CNI files: " +
+		rep.Token.VerdictMessage + "; new pods on this node fail until RBAC allows it (no new token fixes this: the agent leaves the files as they are)"
 }
 
 // rejectedMessage says what is wrong with the token and what to do: why the
@@ -161,7 +186,7 @@ func rank(s string) int {
 		return 50
 	case StateStale:
 		return 40
-	case ReasonTokenRejected:
+	case ReasonTokenRejected, ReasonCNIForbidden:
 		return -1
 	}
 	return cniconf.State(s).Severity()
@@ -178,8 +203,9 @@ func SortNodeStates(rows []NodeState) {
 }
 
 // TokenEvidence is what the node's condition says about the CNI's token,
-// when it says the token was stale or rejected; "" otherwise (no
-// condition, or another state).
+// when it says the token was stale or rejected, or that RBAC refuses the
+// plugin's request with it (CNIForbidden); "" otherwise (no condition, or
+// another state).
 func TokenEvidence(node string, cond *corev1.NodeCondition) string {
 	if cond == nil || cond.Type != ConditionType {
 		return ""
@@ -189,8 +215,17 @@ func TokenEvidence(node string, cond *corev1.NodeCondition) string {
 		return fmt.Sprintf("node %s's %s condition is %s: the CNI's token on the node was stale", node, ConditionType, cond.Reason)
 	case ReasonTokenRejected:
 		return fmt.Sprintf("node %s's %s condition is %s: the API server rejected the CNI's token on the node", node, ConditionType, cond.Reason)
+	case ReasonCNIForbidden:
+		return ForbiddenEvidence(node, cond.Message)
 	}
 	return ""
+}
+
+// ForbiddenEvidence is TokenEvidence for a node whose condition is
+// CNIForbidden: the token works, RBAC refuses the plugin's request (the
+// message names the refused access and the ClusterRoleBinding to check).
+func ForbiddenEvidence(node, message string) string {
+	return fmt.Sprintf("node %s's %s condition is %s: %s", node, ConditionType, ReasonCNIForbidden, cniconf.Redact(message))
 }
 
 // ConditionOf is the node's condition, nil when it has none.

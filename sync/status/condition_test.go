@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
@@ -113,4 +114,73 @@ func TestHealth(t *testing.T) {
 	if h.Live() == nil {
 		t.Fatal("no reconcile past resync+1m must be wedged")
 	}
+}
+
+// TestConditionForForbiddenCredential: a token the API server accepts but
+// whose plugin request it refuses is CNIForbidden, with the refusal and the
+// binding to check; the event is raised once per cause; the metric counts
+// Calico's credential as forbidden, and 0 for the verdicts it is not.
+func TestConditionForForbiddenCredential(t *testing.T) {
+	yes := true
+	why := "system:serviceaccount:kube-system:calico-cni-plugin may not get clusterinformations.crd.projectcalico.org (403 Forbidden); check the ClusterRoleBinding calico-cni-plugin"
+	rep := reconcile.Report{Files: []cniconf.FileStatus{{Path: "/etc/cni/net.d/calico-kubeconfig", State: cniconf.InSync}},
+		Token: token.Info{Accepted: &yes, Verdict: "forbidden", VerdictMessage: why}}
+	c := ConditionFor(&rep, "delete the Secret")
+	if c.Status != corev1.ConditionTrue || c.Reason != ReasonCNIForbidden || !strings.Contains(c.Message, why) {
+		t.Fatalf("got %s/%s %q", c.Status, c.Reason, c.Message)
+	}
+	if rank(ReasonCNIForbidden) >= rank(string(cniconf.Drifted)) {
+		t.Fatal("CNIForbidden does not sort before a drift in report")
+	}
+
+	rec := record.NewFakeRecorder(10)
+	r := &Reporter{node: "node-1", recorder: rec, announced: map[string]string{}}
+	r.Announce(&rep, nil, nil)
+	r.Announce(&rep, nil, nil)
+	if n := len(rec.Events); n != 1 {
+		t.Fatalf("%d events for one cause, want 1", n)
+	}
+	if ev := <-rec.Events; !strings.HasPrefix(ev, "Warning "+ReasonCNIForbidden) || !strings.Contains(ev, why) {
+		t.Fatalf("event %q", ev)
+	}
+
+	m := NewMetrics()
+	m.Observe(&rep, nil, nil, time.Time{})
+	if v := gauge(t, m, "forbidden"); v != 1 {
+		t.Fatalf("credential_verdict{calico,forbidden} = %v", v)
+	}
+	ok := rep
+	ok.Token.Verdict, ok.Token.VerdictMessage = "ok", ""
+	m.Observe(&ok, nil, nil, time.Time{})
+	if f, o := gauge(t, m, "forbidden"), gauge(t, m, "ok"); f != 0 || o != 1 {
+		t.Fatalf("after ok: forbidden %v, ok %v", f, o)
+	}
+	if c := ConditionFor(&ok, ""); c.Reason != string(cniconf.InSync) {
+		t.Fatalf("ok credential: %s", c.Reason)
+	}
+}
+
+// gauge is credential_verdict{plugin="calico",verdict}, as gathered.
+func gauge(t *testing.T, m *Metrics, verdict string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "calico_cni_sync_credential_verdict" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range s.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["plugin"] == "calico" && labels["verdict"] == verdict {
+				return s.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no credential_verdict{calico,%s}", verdict)
+	return 0
 }

@@ -38,6 +38,7 @@ type Reporter struct {
 	announced map[string]string // per file: the drift already announced
 	renderErr string
 	rejected  bool
+	forbidden string // the refusal already announced
 }
 
 // NewReporter starts an event broadcaster for the node. Stop it with the
@@ -146,6 +147,15 @@ func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcile
 	}
 	if rep.Token.Accepted != nil || rejected {
 		r.rejected = rejected
+	}
+	switch {
+	case credentialForbidden(rep):
+		if msg := forbiddenMessage(rep); msg != r.forbidden {
+			r.forbidden = msg
+			r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonCNIForbidden, "%s", msg)
+		}
+	case rep.Token.Verdict != "":
+		r.forbidden = ""
 	}
 }
 

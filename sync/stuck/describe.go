@@ -27,8 +27,10 @@ type Finding struct {
 }
 
 // TokenEvidence is what the node's CalicoCNIConfigDrift condition says
-// about the CNI's token, when it says the token was stale or rejected; ""
-// otherwise (no condition, or another state). The condition is decoded in
+// about the CNI's token, when it says the token was stale or rejected, or
+// that RBAC refuses the plugin's request (CNIForbidden: the fix then names
+// the ClusterRoleBinding, not the token); "" otherwise (no condition, or
+// another state). The condition is decoded in
 // package sync/status.
 func TokenEvidence(node string, cond *corev1.NodeCondition) string {
 	return status.TokenEvidence(node, cond)
@@ -43,6 +45,10 @@ func Describe(pod *corev1.Pod, v Verdict, owner, tokenEvidence string) Finding {
 	del := fmt.Sprintf("kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
 	var fix []string
 	switch {
+	case v.Why == CNIUnauthorized && !v.Terminating && strings.Contains(tokenEvidence, " condition is "+status.ReasonCNIForbidden+":"):
+		// The token works; RBAC refuses the plugin's request. No new
+		// token and no new sandbox helps until the binding is back.
+		fix = append(fix, fmt.Sprintf("the cause is RBAC, not the token: the API server refuses the CNI plugin's request on node %s; restore the ClusterRoleBinding the evidence names, after which the kubelet's next sandbox attempt succeeds (deleting the pod, %s, does not help before)", f.Node, del))
 	case v.Terminating && owner != "":
 		fix = append(fix, fmt.Sprintf("force-delete the pod: it is already being deleted and %s has replaced it; the kubelet keeps tearing its sandbox down once the CNI's token works (%s --grace-period=0 --force)", owner, del))
 	case v.Terminating:

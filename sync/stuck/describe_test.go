@@ -15,6 +15,8 @@ func TestTokenEvidence(t *testing.T) {
 	}{
 		{"none", nil, ""},
 		{"rejected", &corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionTrue, Reason: "TokenRejected"}, "condition is TokenRejected"},
+		{"forbidden", &corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionTrue, Reason: "CNIForbidden",
+			Message: "may not get clusterinformations.crd.projectcalico.org (403 Forbidden); check the ClusterRoleBinding calico-cni-plugin"}, "condition is CNIForbidden: may not get clusterinformations.crd.projectcalico.org (403 Forbidden); check the ClusterRoleBinding calico-cni-plugin"},
 		{"stale", &corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionTrue, Reason: "StaleToken"}, "condition is StaleToken"},
 		{"in sync", &corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionFalse, Reason: "InSync"}, ""},
 		{"drifted", &corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionTrue, Reason: "Drifted"}, ""},
@@ -34,6 +36,7 @@ func TestDescribe(t *testing.T) {
 	mount := `MountVolume.SetUp failed for volume "v-old" : secret "old" not found`
 	ev := &SandboxEvent{Reason: ReasonFailedCreatePodSandBox, Message: unauthorized + " eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", Time: now}
 	tokenEv := "node node-1's CalicoCNIConfigDrift condition is TokenRejected: the API server rejected the CNI's token on the node"
+	forbiddenEv := "node node-1's CalicoCNIConfigDrift condition is CNIForbidden: system:serviceaccount:kube-system:calico-cni-plugin may not get clusterinformations.crd.projectcalico.org (403 Forbidden); check the ClusterRoleBinding calico-cni-plugin"
 	cases := []struct {
 		name   string
 		v      Verdict
@@ -51,6 +54,9 @@ func TestDescribe(t *testing.T) {
 		{name: "unauthorized, owned, token rejected", v: Verdict{Why: CNIUnauthorized, Sandbox: ev}, owner: "Job/nightly", token: tokenEv,
 			prefix: "delete the pod: Job/nightly recreates it", has: []string{"FailedCreatePodSandBox (2026-01-02T03:04:05Z): " + unauthorized, "evidence: " + tokenEv, "<token sha256:"},
 			hasNot: []string{"eyJhbGciOi"}},
+		{name: "unauthorized, owned, RBAC refuses", v: Verdict{Why: CNIUnauthorized, Sandbox: ev}, owner: "Job/nightly", token: forbiddenEv,
+			prefix: "the cause is RBAC, not the token", has: []string{"restore the ClusterRoleBinding", "evidence: " + forbiddenEv},
+			hasNot: []string{"with the CNI's current token"}},
 		{name: "unauthorized, bare", v: Verdict{Why: CNIUnauthorized, Sandbox: ev}, prefix: "bare pod: deleting it loses it"},
 		{name: "terminating, owned", v: Verdict{Why: CNIUnauthorized, Terminating: true, Sandbox: killFail}, owner: "Deployment/web",
 			prefix: "force-delete the pod", has: []string{"--grace-period=0 --force", "FailedKillPodSandbox"}},

@@ -84,6 +84,13 @@ type Info struct {
 	Subject        *string    `json:"subject"`
 	ExpiresAt      *time.Time `json:"expiresAt"`
 	Accepted       *bool      `json:"accepted"`
+	// Verdict is the credential verdict on the token on disk: what
+	// Calico's plugin gets from the API server with the credential that
+	// holds it (ok, expired, rejected, forbidden, untrusted); absent when
+	// it was not probed.
+	Verdict string `json:"verdict,omitempty"`
+	// VerdictMessage says why, for the condition and the events.
+	VerdictMessage string `json:"-"`
 }
 
 // Account is a service account.

@@ -27,12 +27,34 @@ type VerdictCache struct {
 
 type verdict struct {
 	accepted *bool
-	at       time.Time // when it was last asked
-	known    time.Time // when the verdict was last known
+	// finding is the last answer that said something of the token.
+	finding Finding
+	at      time.Time // when it was last asked
+	known   time.Time // when the verdict was last known
 	// unanswered: the last check got no verdict (the server was away);
 	// the token is asked again after retryUnknown, not a whole period.
 	unanswered bool
 }
+
+// Finding is one check's word on a token. A check that made the plugin's
+// own request with the credential on disk (a probe) gives its Verdict; one
+// that only asked who the token is leaves it empty.
+type Finding struct {
+	// Accepted: the API server authenticated the token; false rejected
+	// (or expired); nil the check could not tell.
+	Accepted *bool
+	// Verdict is the probe's: ok, expired, rejected, forbidden or
+	// untrusted; "" when no probe judged the token.
+	Verdict string
+	// Message says why, in words an operator can act on (forbidden,
+	// untrusted); never the token.
+	Message string
+}
+
+// A ProbeFunc judges a token by its plugin's own request with the
+// credential that holds it. ok is false when it cannot (no credential on
+// disk holds the token): the cache's Check is asked instead.
+type ProbeFunc func(ctx context.Context, token string) (f Finding, ok bool)
 
 // retryUnknown is how soon a token whose check failed is asked again.
 const retryUnknown = 30 * time.Second
@@ -52,6 +74,13 @@ func (c *VerdictCache) now() time.Time {
 // older than Period, ones whose last check failed a while ago; with force,
 // all of them. Tokens not given are forgotten.
 func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool) {
+	c.RefreshProbed(ctx, tokens, force, nil)
+}
+
+// RefreshProbed is Refresh with a probe: a due token that probe can judge
+// is judged by it (the plugin's own request), any other by Check. Nothing
+// is probed that is not due.
+func (c *VerdictCache) RefreshProbed(ctx context.Context, tokens []string, force bool, probe ProbeFunc) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[[32]byte]verdict{}
@@ -71,20 +100,41 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 	c.entries = keep
 	c.mu.Unlock()
 	for _, t := range due {
-		v := c.Check(ctx, t)
-		if v != nil && !*v && c.Known(t) == nil && Legacy(t) {
-			v = c.confirm(ctx, t, v)
+		ask := func(ctx context.Context) Finding {
+			if probe != nil {
+				if f, ok := probe(ctx, t); ok {
+					return f
+				}
+			}
+			return Finding{Accepted: c.Check(ctx, t)}
 		}
-		k := sha256.Sum256([]byte(t))
-		c.mu.Lock()
-		e := c.entries[k]
-		e.at, e.unanswered = c.now(), v == nil
-		if v != nil {
-			e.accepted, e.known = v, e.at
+		f := ask(ctx)
+		if v := f.Accepted; v != nil && !*v && c.Known(t) == nil && Legacy(t) {
+			f = c.confirm(ctx, ask, f)
 		}
-		c.entries[k] = e
-		c.mu.Unlock()
+		c.keep(t, f)
 	}
+}
+
+// keep records a check's finding; one that says nothing keeps the last.
+func (c *VerdictCache) keep(token string, f Finding) {
+	k := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]verdict{}
+	}
+	e := c.entries[k]
+	e.at, e.unanswered = c.now(), f.Accepted == nil
+	if f.Accepted != nil {
+		if f.Verdict == "" && e.finding.Accepted != nil && *e.finding.Accepted == *f.Accepted {
+			// A check by review agrees with the last probe: the
+			// probe's verdict, the finer one, stands.
+			f = e.finding
+		}
+		e.accepted, e.finding, e.known = f.Accepted, f, e.at
+	}
+	c.entries[k] = e
 }
 
 // confirm asks about a legacy token once more before a first rejection is
@@ -93,15 +143,15 @@ func (c *VerdictCache) Refresh(ctx context.Context, tokens []string, force bool)
 // the moments before that cache has the Secret as the token controller
 // populated it; the agent, watching the same Secret, asks within them. Taken
 // at its word, the rejection would stand for a whole period.
-func (c *VerdictCache) confirm(ctx context.Context, token string, first *bool) *bool {
+func (c *VerdictCache) confirm(ctx context.Context, ask func(context.Context) Finding, first Finding) Finding {
 	wait := c.Confirm
 	if wait == 0 {
 		wait = confirmRejection
 	}
 	select {
 	case <-time.After(wait):
-		if v := c.Check(ctx, token); v != nil {
-			return v
+		if f := ask(ctx); f.Accepted != nil {
+			return f
 		}
 	case <-ctx.Done():
 	}
@@ -115,21 +165,18 @@ func (c *VerdictCache) Known(token string) *bool {
 	return c.entries[sha256.Sum256([]byte(token))].accepted
 }
 
+// Finding is the last finding known for a token: its Accepted is nil when
+// none is.
+func (c *VerdictCache) Finding(token string) Finding {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[sha256.Sum256([]byte(token))].finding
+}
+
 // CheckNow asks the API server about one token now, whatever the cache
 // holds, and keeps the answer.
 func (c *VerdictCache) CheckNow(ctx context.Context, token string) *bool {
 	v := c.Check(ctx, token)
-	k := sha256.Sum256([]byte(token))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[[32]byte]verdict{}
-	}
-	e := c.entries[k]
-	e.at, e.unanswered = c.now(), v == nil
-	if v != nil {
-		e.accepted, e.known = v, e.at
-	}
-	c.entries[k] = e
+	c.keep(token, Finding{Accepted: v})
 	return v
 }

@@ -79,3 +79,44 @@ func TestLegacyRejectionConfirmed(t *testing.T) {
 		t.Errorf("verdict %v after %d checks, want rejected after 2", got, asked)
 	}
 }
+
+// TestProbedFindingIsKeptAndPeriodic: a token a probe can judge is judged
+// by it, not by Check; once when it first appears, then once per period,
+// not at every refresh; an unreachable probe (no finding) keeps the last
+// verdict; a token the probe cannot judge goes to Check.
+func TestProbedFindingIsKeptAndPeriodic(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	checked, probed := 0, 0
+	var answer Finding
+	c := &VerdictCache{Period: 10 * time.Minute, Now: func() time.Time { return clock },
+		Check: func(context.Context, string) *bool { checked++; return ptr(true) }}
+	probe := func(_ context.Context, tok string) (Finding, bool) {
+		if tok != "on-disk" {
+			return Finding{}, false
+		}
+		probed++
+		return answer, true
+	}
+	ctx := context.Background()
+	answer = Finding{Accepted: ptr(true), Verdict: "forbidden", Message: "may not get clusterinformations"}
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	if f := c.Finding("on-disk"); f.Verdict != "forbidden" || probed != 1 || checked != 0 {
+		t.Fatalf("finding %+v after %d probes and %d checks, want forbidden after 1 probe", f, probed, checked)
+	}
+	answer = Finding{} // unreachable
+	clock = clock.Add(11 * time.Minute)
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	if f := c.Finding("on-disk"); f.Verdict != "forbidden" || probed != 2 {
+		t.Fatalf("an unreachable probe changed the finding: %+v (%d probes)", f, probed)
+	}
+	// A review that agrees (accepted) does not erase the probe's verdict.
+	c.CheckNow(ctx, "on-disk")
+	if f := c.Finding("on-disk"); f.Verdict != "forbidden" {
+		t.Fatalf("a review erased the probe's verdict: %+v", f)
+	}
+	c.RefreshProbed(ctx, []string{"on-disk", "replacement"}, false, probe)
+	if v := c.Known("replacement"); v == nil || !*v || checked != 2 {
+		t.Fatalf("a token no credential holds: verdict %v after %d checks, want accepted by Check", v, checked)
+	}
+}

@@ -30,7 +30,12 @@ import (
 func (e *env) nodeArgs(extra ...string) []string {
 	return append([]string{"--kubeconfig", e.kubeconfig, "--cni-net-dir", e.net,
 		"--state-dir", filepath.Join(e.dir, "state"), "--backup-dir", filepath.Join(e.dir, "backups"),
-		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0"}, extra...)
+		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0",
+		// The install fixtures' kubeconfigs name the fixtures' cluster
+		// address (10.96.0.1), which must not be dialled: a test that
+		// probes the credential on disk names a loopback server and
+		// passes --credential-probe=true.
+		"--credential-probe=false"}, extra...)
 }
 
 func (e *env) statusFile() string { return filepath.Join(e.dir, "status.json") }
@@ -88,7 +93,25 @@ type nodeReport struct {
 		ManagedBy      string  `json:"managedBy"`
 		Subject        *string `json:"subject"`
 		Accepted       *bool   `json:"accepted"`
+		Verdict        string  `json:"verdict"`
 	} `json:"token"`
+	Credentials []struct {
+		Path    string `json:"path"`
+		Plugin  string `json:"plugin"`
+		Verdict string `json:"verdict"`
+		Message string `json:"message"`
+	} `json:"credentials"`
+}
+
+// credential is the verdict reported for one plugin's credential at path,
+// "" when none is.
+func (r nodeReport) credential(plugin, path string) (verdict, message string, found bool) {
+	for _, c := range r.Credentials {
+		if c.Plugin == plugin && c.Path == path {
+			return c.Verdict, c.Message, true
+		}
+	}
+	return "", "", false
 }
 
 // driftJSON runs drift -o json; exit 0 means every file is InSync and the

@@ -24,6 +24,7 @@ var documentedMetrics = map[string]struct {
 	"calico_cni_sync_file_state":                     {"gauge", []string{"file", "state"}},
 	"calico_cni_sync_token_expiry_timestamp_seconds": {"gauge", nil},
 	"calico_cni_sync_token_accepted":                 {"gauge", nil},
+	"calico_cni_sync_credential_verdict":             {"gauge", []string{"plugin", "verdict"}},
 	"calico_cni_sync_last_success_timestamp_seconds": {"gauge", nil},
 	"calico_cni_sync_trigger_to_disk_seconds":        {"histogram", []string{"le"}},
 }

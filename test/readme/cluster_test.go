@@ -28,7 +28,10 @@ import (
 // command after `--` here, as the agent's container would (its binary at
 // /calico-cni-sync, NODE_NAME and the kubelet's API address in its
 // environment, the host's /etc/cni and /var/lib/calico-cni-sync mounted);
-// anything else goes to the real kubectl.
+// anything else goes to the real kubectl. The API address is the real
+// cluster's Service address, which must not be dialled here: the agent
+// judges the token on disk by a review with its own server
+// (--credential-probe=false), not by the plugin's request to that address.
 const execShim = `#!/bin/bash
 set -euo pipefail
 case " $* " in *" exec "*) ;; *) exec "$REAL_KUBECTL" "$@" ;; esac
@@ -42,7 +45,7 @@ for a in "$@"; do
   [ "$a" = -- ] && after=1
 done
 export NODE_NAME=node-1 KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 CNI_NET_DIR=$NODE_ROOT/etc/cni/net.d
-exec "${args[@]}" --state-dir "$NODE_ROOT/var/lib/calico-cni-sync/state" --backup-dir "$NODE_ROOT/var/lib/calico-cni-sync/backups"
+exec "${args[@]}" --state-dir "$NODE_ROOT/var/lib/calico-cni-sync/state" --backup-dir "$NODE_ROOT/var/lib/calico-cni-sync/backups" --credential-probe=false
 `
 
 // scpShim copies to node-1's host directories under node/.
