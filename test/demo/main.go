@@ -102,6 +102,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	// Each node's directory, as a node has /etc: the agent creates only the
+	// last element of --cni-net-dir.
+	for _, node := range []string{"seed", "operator"} {
+		if err := os.Mkdir(filepath.Join(dir, node), 0o755); err != nil {
+			return err
+		}
+	}
 
 	step("Starting a local control plane: etcd, kube-apiserver, kube-controller-manager (token controller)")
 	cp, err := controlplane.Start(ctx, controlplane.Options{Logf: func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }})
