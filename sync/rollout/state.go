@@ -1,0 +1,87 @@
+package rollout
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// StateAnnotation is the annotation of an agent's Lease
+// (calico-cni-sync-<node>) that says where its node stands on the latest
+// revision it has seen.
+const StateAnnotation = "calico-cni-sync.projectcalico.org/rollout-state"
+
+// Annotation is the ConfigMap annotation that chooses the rollout of a
+// change: immediate, waves or paused. It overrides --rollout for the
+// revision the ConfigMap is part of.
+const Annotation = "calico-cni-sync.projectcalico.org/rollout"
+
+// Phase is where a node stands on a revision.
+type Phase string
+
+const (
+	// Applied: the node's files are at the revision.
+	Applied Phase = "applied"
+	// Waiting: the node has seen the revision and waits for its wave, or
+	// for the gate to open. Its files are as they were.
+	Waiting Phase = "waiting"
+	// Paused: the revision is paused by annotation; the node has not
+	// applied it.
+	Paused Phase = "paused"
+	// Halted: the rollout of the revision stopped before this node applied
+	// it (a node of an earlier wave turned unhealthy).
+	Halted Phase = "halted"
+	// RolledBack: the node applied the revision, turned unhealthy, and put
+	// its previous content back.
+	RolledBack Phase = "rolledBack"
+)
+
+// Known reports whether p is one of the phases above.
+func (p Phase) Known() bool {
+	switch p {
+	case Applied, Waiting, Paused, Halted, RolledBack:
+		return true
+	}
+	return false
+}
+
+// State is one node's place in the rollout of one revision, as its agent
+// publishes it in StateAnnotation.
+type State struct {
+	// Revision names the revision: "sha256:" and the first 16 hex digits of
+	// the digest of the inputs.
+	Revision string `json:"revision"`
+	Phase    Phase  `json:"phase"`
+	// Wave is the node's wave: 0 for a canary, 1.. for the waves after.
+	Wave int `json:"wave"`
+	// Since is when the node entered Phase.
+	Since time.Time `json:"since"`
+	// Reason says why, in words: the gate's evidence for Halted and
+	// RolledBack (the node and the event that closed it), the time the
+	// wave opens for Waiting.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Encode gives the annotation's value.
+func (s State) Encode() (string, error) {
+	if !s.Phase.Known() {
+		return "", fmt.Errorf("rollout phase %q is not one of applied, waiting, paused, halted, rolledBack", s.Phase)
+	}
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+// Decode reads an annotation's value. An empty value is no state (ok false);
+// a value that does not decode, or names an unknown phase, is an error.
+func Decode(v string) (s State, ok bool, err error) {
+	if v == "" {
+		return State{}, false, nil
+	}
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return State{}, false, fmt.Errorf("rollout state %q: %w", v, err)
+	}
+	if !s.Phase.Known() {
+		return State{}, false, fmt.Errorf("rollout state %q: phase %q is not one of applied, waiting, paused, halted, rolledBack", v, s.Phase)
+	}
+	return s, true, nil
+}
