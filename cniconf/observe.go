@@ -84,7 +84,8 @@ func (o *Observation) file(name string) *observed {
 	f := &observed{}
 	f.od, f.readErr = readManaged(filepath.Join(o.dir.NetDir, name))
 	if f.readErr == nil {
-		f.rec, f.recErr = LoadRecord(o.dir.StateDir, o.dir.NetDir, name)
+		f.rec, f.recErr = loadRecord(o.dir.StateDir, o.dir.NetDir, name)
+		f.rec = f.rec.settled(f.od.exists, f.od.id)
 	}
 	o.files[name] = f
 	return f
@@ -180,6 +181,9 @@ func (o *Observation) followed(steps []*step, err error) {
 		}
 		if s.write != nil {
 			f.od = onDisk{exists: true, data: s.write, mode: s.file.Mode, uid: os.Geteuid(), mtime: o.dir.now()}
+			if s.staged != nil {
+				f.od.id = s.staged.id
+			}
 		} else if s.chmod {
 			f.od.mode, f.od.uid = FileMode, os.Geteuid()
 		}
