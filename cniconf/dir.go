@@ -223,7 +223,7 @@ func (d *Dir) failAll(want *Desired, err error) []Outcome {
 func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, onDisk, judgement, *File) {
 	d := o.dir
 	seen := o.file(f.Name)
-	f = d.chainedView(o.memoized(f))
+	f = o.view(f)
 	path := filepath.Join(d.NetDir, f.Name)
 	od, err := seen.od, seen.readErr
 	if err == nil && od.dir {

@@ -22,6 +22,7 @@ type Observation struct {
 	mu     sync.Mutex
 	files  map[string]*observed
 	parsed map[string]parsed
+	views  map[*File]*File
 }
 
 // observed is one file as the observation found it.
@@ -71,7 +72,7 @@ func (c *Parses) put(key string, p parsed) {
 
 // Observe starts an observation of the directory. It reads nothing yet.
 func (d *Dir) Observe() *Observation {
-	return &Observation{dir: d, files: map[string]*observed{}, parsed: map[string]parsed{}}
+	return &Observation{dir: d, files: map[string]*observed{}, parsed: map[string]parsed{}, views: map[*File]*File{}}
 }
 
 // file is the named file as observed, read on first use.
@@ -91,6 +92,22 @@ func (o *Observation) file(name string) *observed {
 	return f
 }
 
+// view is f as the directory compares it (chainedView), parsing through
+// the observation; it is made once per desired file and observation.
+func (o *Observation) view(f *File) *File {
+	o.mu.Lock()
+	v, ok := o.views[f]
+	o.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = o.memoized(o.dir.chainedView(f))
+	o.mu.Lock()
+	o.views[f] = v
+	o.mu.Unlock()
+	return v
+}
+
 // memoized is f parsing through the observation: a content is parsed once
 // whatever asks (its state, its record, its tokens, the state after a
 // write).
@@ -98,7 +115,7 @@ func (o *Observation) memoized(f *File) *File {
 	v := *f
 	parse := f.parse
 	v.parse = func(data []byte, fields []TokenField) (snapshot, error) {
-		key := f.Name + "\x00" + fmt.Sprint(fields) + "\x00" + string(data)
+		key := f.Name + "\x00" + f.aside + "\x00" + fmt.Sprint(fields) + "\x00" + string(data)
 		o.mu.Lock()
 		p, ok := o.parsed[key]
 		o.mu.Unlock()
@@ -130,7 +147,7 @@ func (o *Observation) Tokens(want *Desired) []string {
 		if seen.readErr != nil || seen.od.data == nil {
 			continue
 		}
-		snap, err := o.dir.chainedView(o.memoized(f)).parse(seen.od.data, f.tokenFields)
+		snap, err := o.view(f).parse(seen.od.data, f.tokenFields)
 		if err != nil {
 			continue
 		}
