@@ -293,7 +293,9 @@ func saveRecord(stateDir string, r *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode state record: %w", err)
 	}
-	if _, err := WriteAtomic(recordPath(stateDir, r.NetDir, r.File), data, 0o600); err != nil {
+	// Each record is new (it holds the time of the write), so the record
+	// in place is not read first to see whether it already holds it.
+	if _, err := replaceAtomic(recordPath(stateDir, r.NetDir, r.File), data, 0o600, nil); err != nil {
 		return fmt.Errorf("save state record: %w (check --state-dir)", err)
 	}
 	if err := os.Remove(legacyRecordPath(stateDir, r.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
