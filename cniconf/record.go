@@ -78,7 +78,8 @@ type Snapshot struct {
 // legacyKubeconfig marks a version 1 kubeconfig record.
 const legacyKubeconfig = "kubeconfig-cluster-v1"
 
-// recordV1 is the format written before RecordVersion 2.
+// recordV1 is the format written before RecordVersion 2 (storedRecord
+// reads its fields).
 type recordV1 struct {
 	File        string          `json:"file"`
 	WrittenAt   time.Time       `json:"writtenAt"`
@@ -173,31 +174,33 @@ func readSmall(path string) ([]byte, error) {
 	return data, nil
 }
 
+// storedRecord is either format as stored: a version 2 record's fields,
+// and those of version 1 (which wrote no version), decoded in one pass.
+type storedRecord struct {
+	Record
+	WrittenAt   time.Time       `json:"writtenAt"`
+	TokenFields []TokenField    `json:"tokenFields,omitempty"`
+	Content     json.RawMessage `json:"content"`
+}
+
 func decodeRecord(data []byte) (*Record, bool) {
-	var probe struct {
-		Version int `json:"version"`
-	}
-	if json.Unmarshal(data, &probe) != nil {
+	var st storedRecord
+	if json.Unmarshal(data, &st) != nil {
 		return nil, false
 	}
-	switch probe.Version {
+	switch st.Version {
 	case 0: // version 1 wrote no version field
-		var v1 recordV1
-		if json.Unmarshal(data, &v1) != nil || len(v1.Content) == 0 {
+		if len(st.Content) == 0 {
 			return nil, false
 		}
-		snap := &Snapshot{At: v1.WrittenAt, TokenFields: v1.TokenFields, Content: v1.Content}
+		snap := &Snapshot{At: st.WrittenAt, TokenFields: st.TokenFields, Content: st.Content}
 		var doc map[string]json.RawMessage
-		if json.Unmarshal(v1.Content, &doc) == nil && len(doc) == 1 && doc["cluster"] != nil {
+		if json.Unmarshal(st.Content, &doc) == nil && len(doc) == 1 && doc["cluster"] != nil {
 			snap.Layout = legacyKubeconfig
 		}
-		return &Record{Version: RecordVersion, File: v1.File, Written: snap}, true
+		return &Record{Version: RecordVersion, File: st.File, Written: snap}, true
 	case RecordVersion:
-		var r Record
-		if json.Unmarshal(data, &r) != nil {
-			return nil, false
-		}
-		return &r, true
+		return &st.Record, true
 	default:
 		// A newer format (a downgrade): unknown, so judged as no record.
 		return nil, false
