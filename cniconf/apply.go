@@ -20,6 +20,12 @@ func (d *Dir) apply(want *Desired, steps []*step) error {
 			s.status.Backup = b
 		}
 	}
+	// Each new version is written to its temporary file first, so that the
+	// record of the write can name the file the rename will put in place.
+	defer discard(steps)
+	if err := d.stageWrites(steps); err != nil {
+		return fmt.Errorf("%w; nothing was written", err)
+	}
 	for _, s := range steps {
 		if !s.record || s.write == nil {
 			continue
@@ -65,6 +71,35 @@ func (d *Dir) apply(want *Desired, steps []*step) error {
 	return nil
 }
 
+// stageWrites writes each new version to its temporary file.
+func (d *Dir) stageWrites(steps []*step) error {
+	for _, s := range steps {
+		if s.write == nil {
+			continue
+		}
+		// A node whose CNI directory is gone altogether is repaired too.
+		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d.NetDir, err)
+		}
+		staged, err := stage(s.status.Path, s.write, s.file.Mode)
+		if err != nil {
+			return err
+		}
+		s.staged = staged
+	}
+	return nil
+}
+
+// discard removes the temporary files of the steps that were not renamed
+// into place.
+func discard(steps []*step) {
+	for _, s := range steps {
+		if s.staged != nil {
+			s.staged.discard()
+		}
+	}
+}
+
 // writeFiles writes the files that need it, what they refer to first. When
 // one fails, the error names the files already changed.
 func (d *Dir) writeFiles(steps []*step) error {
@@ -73,11 +108,7 @@ func (d *Dir) writeFiles(steps []*step) error {
 		if s.write == nil {
 			continue
 		}
-		// A node whose CNI directory is gone altogether is repaired too.
-		if err := os.MkdirAll(d.NetDir, 0o755); err != nil {
-			return writeFailed(fmt.Errorf("create %s: %w", d.NetDir, err), changed)
-		}
-		written, err := writeAtomic(s.status.Path, s.write, s.file.Mode, d.Renaming)
+		written, err := s.staged.commit(d.Renaming)
 		if written {
 			// Renamed into place, even when the directory's fsync then
 			// failed: the file changed, and that is reported.
@@ -125,10 +156,11 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	old, err := LoadRecord(d.StateDir, d.NetDir, s.file.Name)
+	old, err := loadRecord(d.StateDir, d.NetDir, s.file.Name)
 	if err != nil {
 		return err
 	}
+	old = old.settled(s.od.exists, s.od.id)
 	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts}
 	if old != nil {
 		rec.Written = old.Written
@@ -144,17 +176,29 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 		}
 	} else {
 		rec.Pending = snap
+		if s.staged != nil && s.staged.id.known() {
+			rec.PendingFile = &s.staged.id
+			if s.od.exists {
+				rec.Replaces = &s.od.id
+			}
+		}
 	}
 	s.prev = rec
 	return saveRecord(d.StateDir, rec)
 }
 
-// completeRecord marks the pending write of s as done.
+// completeRecord marks the pending write of s as done. Where the record
+// names the file renamed into place, the file says so itself (settled) and
+// nothing is saved.
 func (d *Dir) completeRecord(s *step) error {
 	rec := s.prev
 	if rec == nil || rec.Pending == nil {
 		return nil
 	}
-	rec.Written, rec.Pending = rec.Pending, nil
-	return saveRecord(d.StateDir, rec)
+	named := rec.PendingFile != nil
+	s.prev = rec.done()
+	if named {
+		return nil
+	}
+	return saveRecord(d.StateDir, s.prev)
 }

@@ -67,6 +67,7 @@ func (d *Dir) chainedView(f *File) *File {
 		return f
 	}
 	v := *f
+	v.aside = strings.Join(aside, ",")
 	parse := f.parse
 	v.parse = func(data []byte, fields []TokenField) (snapshot, error) {
 		rest, chained := setAside(data, aside)

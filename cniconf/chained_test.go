@@ -391,3 +391,28 @@ func TestAppendPlugins(t *testing.T) {
 		t.Error("appended to a single config")
 	}
 }
+
+// TestParsesKeepChainedViewsApart: the parses a Dir keeps from pass to pass
+// are told apart by the types they set aside. A template that stops
+// rendering istio-cni itself makes the same file on disk InSync with
+// istio-cni chained, not the file parsed as before.
+func TestParsesKeepChainedViewsApart(t *testing.T) {
+	d := newTestDir(t)
+	d.Parses = NewParses()
+	build := func(template string) *Desired {
+		in := &Inputs{Template: template, Env: mapEnv(nil), NodeName: "node-1", NetDir: d.NetDir, Token: testToken,
+			CA: []byte(testCA), FileExists: func(string) bool { return false }}
+		want, err := BuildDesired(in, "")
+		must(t, err)
+		return want
+	}
+	owns := build(`{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{"type":"calico","mtu":__CNI_MTU__},{"type":"istio-cni","plugin_log_level":"info"}]}`)
+	mustSync(t, d, owns)
+	if st := confState(t, d, owns); st.State != InSync || st.Chained != nil {
+		t.Fatalf("rendered istio-cni: %s chained %v", st.State, st.Chained)
+	}
+	alone := build(`{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{"type":"calico","mtu":__CNI_MTU__}]}`)
+	if st := confState(t, d, alone); st.State != InSync || !slices.Equal(st.Chained, []string{"istio-cni"}) {
+		t.Fatalf("istio-cni no longer rendered: %s %v chained %v, want InSync with istio-cni chained", st.State, st.ChangedPaths, st.Chained)
+	}
+}

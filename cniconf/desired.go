@@ -32,6 +32,8 @@ type File struct {
 	tokenFields []TokenField
 	parse       func([]byte, []TokenField) (snapshot, error)
 	judge       TokenJudge
+	// aside are the chained plugin types parse sets aside (chainedView).
+	aside string
 }
 
 // TokenJudge says whether a token found in a file is current, and if not,

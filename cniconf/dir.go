@@ -146,12 +146,14 @@ func (o *Observation) Check(want *Desired) []FileStatus {
 //
 // The order makes every instant safe: the state directory is locked (a
 // --once and the agent never interleave) and cleared of temporary files that
-// killed writers left; then every backup is made and every intended write is
-// recorded before the first file changes, so a full or read-only state or
-// backup directory changes nothing; then the files are written, what they
-// refer to first (the kubeconfig before the conf); then the records are
-// completed. A process killed anywhere leaves each file equal to what its
-// record says was written or was about to be.
+// killed writers left; then every backup is made, every new version written
+// to its temporary file and every intended write recorded (naming that
+// temporary file) before the first file changes, so a full or read-only
+// state or backup directory changes nothing; then the files are renamed into
+// place, what they refer to first (the kubeconfig before the conf). The
+// record needs no second save after the rename: the file renamed into place
+// is the one it names (see Record). A process killed anywhere leaves each
+// file equal to what its record says was written or was about to be.
 func (o *Observation) Sync(want *Desired, dryRun bool) ([]Outcome, error) {
 	d := o.dir
 	if !dryRun {
@@ -221,7 +223,7 @@ func (d *Dir) failAll(want *Desired, err error) []Outcome {
 func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, onDisk, judgement, *File) {
 	d := o.dir
 	seen := o.file(f.Name)
-	f = d.chainedView(o.memoized(f))
+	f = o.view(f)
 	path := filepath.Join(d.NetDir, f.Name)
 	od, err := seen.od, seen.readErr
 	if err == nil && od.dir {
@@ -330,6 +332,10 @@ type step struct {
 	backup, record bool
 	action         Action
 	prev           *Record
+	// od is the file as observed; staged is write in its temporary file,
+	// before the rename.
+	od     onDisk
+	staged *staged
 }
 
 // planFile inspects one file, in an observation of its own, and decides
@@ -347,7 +353,7 @@ func (o *Observation) planFile(f *File, want *Desired, diff bool) *step {
 // plan decides the state table's action for one file.
 func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 	disk := od.data
-	s := &step{status: Outcome{FileStatus: st}, file: f, disk: disk, backupData: disk, action: ActionWritten}
+	s := &step{status: Outcome{FileStatus: st}, file: f, disk: disk, backupData: disk, action: ActionWritten, od: od}
 	if od.odd != "" {
 		s.backupData = fmt.Appendf(nil, "# %s was %s\n", st.Path, od.odd)
 	}

@@ -27,8 +27,12 @@
 //     pruned by that run, whatever the clock says.
 //   - The record is versioned (RecordVersion) and kept per CNI directory,
 //     so a trial in a scratch directory never reads or changes the node's.
-//     A write is recorded before the file is renamed into place (Pending)
-//     and confirmed after (Written); a file equal to either is the agent's.
+//     A write is recorded before the file is renamed into place (Pending),
+//     naming the temporary file the rename puts in place and the file it
+//     replaces; the file on disk then says whether the write was done, so
+//     no record is written after the rename (where the system does not name
+//     files by inode, the write is confirmed by a second record). While that
+//     is unknown, a file equal to either is the agent's.
 //     Version 1 records (flat in the state directory, one per file name)
 //     are adopted by the first run after an upgrade and then replaced.
 //   - A Sync takes an flock in the state directory, so a --once and the

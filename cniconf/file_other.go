@@ -26,3 +26,13 @@ func lockFile(*os.File) error { return errNotUnix }
 func renameInPlace(path string, _ []byte, _ os.FileMode, _ func(path string) func(renamed bool)) (bool, error) {
 	return false, fmt.Errorf("write %s: %w", path, errNotUnix)
 }
+
+type staged struct{ id fileID }
+
+func stage(path string, _ []byte, _ os.FileMode) (*staged, error) {
+	return nil, fmt.Errorf("write %s: %w", path, errNotUnix)
+}
+
+func (*staged) discard() {}
+
+func (*staged) commit(func(path string) func(renamed bool)) (bool, error) { return false, errNotUnix }

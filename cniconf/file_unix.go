@@ -43,34 +43,71 @@ func lockFile(f *os.File) error {
 	}
 }
 
-// renameInPlace writes data to a temporary file in path's directory,
-// fsyncs it, gives it mode, renames it over path and fsyncs the directory.
-func renameInPlace(path string, data []byte, mode os.FileMode, renaming func(path string) func(renamed bool)) (bool, error) {
-	dir := filepath.Dir(path)
-	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(mode))
+// staged is a new version of a file written beside it (a temporary file in
+// its directory, given its mode), not yet in place.
+type staged struct {
+	path string
+	pf   *renameio.PendingFile
+	// id is the temporary file's device and inode: the file's, once
+	// renamed into place.
+	id fileID
+}
+
+// stage writes data to a temporary file in path's directory with mode.
+func stage(path string, data []byte, mode os.FileMode) (*staged, error) {
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithStaticPermissions(mode))
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	defer func() { _ = pf.Cleanup() }()
+	s := &staged{path: path, pf: pf}
 	if _, err := pf.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		s.discard()
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
+	fi, err := pf.Stat()
+	if err != nil {
+		s.discard()
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	s.id = idOf(fi)
+	s.id.Ctime = 0 // a rename changes it
+	return s, nil
+}
+
+// discard removes the temporary file unless it was renamed into place.
+func (s *staged) discard() { _ = s.pf.Cleanup() }
+
+// commit fsyncs the temporary file, renames it over path and fsyncs the
+// directory; renaming, when set, is told just before the rename, and the
+// function it returns whether the rename happened.
+func (s *staged) commit(renaming func(path string) func(renamed bool)) (bool, error) {
+	defer s.discard()
 	var renamed func(bool)
 	if renaming != nil {
-		renamed = renaming(path)
+		renamed = renaming(s.path)
 	}
-	err = pf.CloseAtomicallyReplace()
+	err := s.pf.CloseAtomicallyReplace()
 	if renamed != nil {
 		// renameio renames last: an error means the target is untouched.
 		renamed(err == nil)
 	}
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", s.path, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return true, fmt.Errorf("write %s: %w", path, err)
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return true, fmt.Errorf("write %s: %w", s.path, err)
 	}
 	return true, nil
+}
+
+// renameInPlace writes data to a temporary file in path's directory,
+// fsyncs it, gives it mode, renames it over path and fsyncs the directory.
+func renameInPlace(path string, data []byte, mode os.FileMode, renaming func(path string) func(renamed bool)) (bool, error) {
+	s, err := stage(path, data, mode)
+	if err != nil {
+		return false, err
+	}
+	return s.commit(renaming)
 }
 
 func syncDir(dir string) error {

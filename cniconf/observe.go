@@ -22,6 +22,7 @@ type Observation struct {
 	mu     sync.Mutex
 	files  map[string]*observed
 	parsed map[string]parsed
+	views  map[*File]*File
 }
 
 // observed is one file as the observation found it.
@@ -71,7 +72,7 @@ func (c *Parses) put(key string, p parsed) {
 
 // Observe starts an observation of the directory. It reads nothing yet.
 func (d *Dir) Observe() *Observation {
-	return &Observation{dir: d, files: map[string]*observed{}, parsed: map[string]parsed{}}
+	return &Observation{dir: d, files: map[string]*observed{}, parsed: map[string]parsed{}, views: map[*File]*File{}}
 }
 
 // file is the named file as observed, read on first use.
@@ -84,10 +85,27 @@ func (o *Observation) file(name string) *observed {
 	f := &observed{}
 	f.od, f.readErr = readManaged(filepath.Join(o.dir.NetDir, name))
 	if f.readErr == nil {
-		f.rec, f.recErr = LoadRecord(o.dir.StateDir, o.dir.NetDir, name)
+		f.rec, f.recErr = loadRecord(o.dir.StateDir, o.dir.NetDir, name)
+		f.rec = f.rec.settled(f.od.exists, f.od.id)
 	}
 	o.files[name] = f
 	return f
+}
+
+// view is f as the directory compares it (chainedView), parsing through
+// the observation; it is made once per desired file and observation.
+func (o *Observation) view(f *File) *File {
+	o.mu.Lock()
+	v, ok := o.views[f]
+	o.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = o.memoized(o.dir.chainedView(f))
+	o.mu.Lock()
+	o.views[f] = v
+	o.mu.Unlock()
+	return v
 }
 
 // memoized is f parsing through the observation: a content is parsed once
@@ -97,7 +115,7 @@ func (o *Observation) memoized(f *File) *File {
 	v := *f
 	parse := f.parse
 	v.parse = func(data []byte, fields []TokenField) (snapshot, error) {
-		key := f.Name + "\x00" + fmt.Sprint(fields) + "\x00" + string(data)
+		key := f.Name + "\x00" + f.aside + "\x00" + fmt.Sprint(fields) + "\x00" + string(data)
 		o.mu.Lock()
 		p, ok := o.parsed[key]
 		o.mu.Unlock()
@@ -129,7 +147,7 @@ func (o *Observation) Tokens(want *Desired) []string {
 		if seen.readErr != nil || seen.od.data == nil {
 			continue
 		}
-		snap, err := o.dir.chainedView(o.memoized(f)).parse(seen.od.data, f.tokenFields)
+		snap, err := o.view(f).parse(seen.od.data, f.tokenFields)
 		if err != nil {
 			continue
 		}
@@ -180,6 +198,9 @@ func (o *Observation) followed(steps []*step, err error) {
 		}
 		if s.write != nil {
 			f.od = onDisk{exists: true, data: s.write, mode: s.file.Mode, uid: os.Geteuid(), mtime: o.dir.now()}
+			if s.staged != nil {
+				f.od.id = s.staged.id
+			}
 		} else if s.chmod {
 			f.od.mode, f.od.uid = FileMode, os.Geteuid()
 		}

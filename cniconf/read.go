@@ -28,7 +28,21 @@ type onDisk struct {
 	mode  os.FileMode
 	uid   int
 	mtime time.Time
+	// id is the file's identity (zero where the system does not say).
+	id fileID
 }
+
+// fileID is a file's device and inode and the time of its last status
+// change (ctime, in nanoseconds; zero when not known). Where the system
+// does not say, it is zero.
+type fileID struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Ctime int64  `json:"ctime,omitempty"`
+}
+
+// known reports whether the system said which file this is.
+func (i fileID) known() bool { return i.Ino != 0 }
 
 // readManaged looks at path with Lstat first and reads only a regular file,
 // with O_NOFOLLOW and O_NONBLOCK so that a file swapped for a link or a FIFO
@@ -90,7 +104,7 @@ func readManaged(path string) (onDisk, error) {
 }
 
 func describe(fi os.FileInfo) onDisk {
-	return onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: ownerOf(fi)}
+	return onDisk{exists: true, mode: fi.Mode(), mtime: fi.ModTime(), uid: ownerOf(fi), id: idOf(fi)}
 }
 
 func fileType(m os.FileMode) string {

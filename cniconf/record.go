@@ -24,11 +24,24 @@ const RecordVersion = 2
 // (and so merely Outdated when the inputs move on) from a file a person
 // edited.
 //
-// A write is recorded in two steps so that the record is right at every
-// instant, also when the process is killed between the two: first the
-// intended content is saved as Pending, next to what was written before
-// (Written); then the file is renamed into place; then Pending becomes
-// Written. A file equal to either is the agent's own.
+// A write is recorded before the file changes, so that the record is right
+// at every instant, also when the process is killed: the intended content is
+// saved as Pending, next to what was written before (Written); then the file
+// is renamed into place. While it is unknown whether the rename happened, a
+// file equal to either is the agent's own.
+//
+// Whether it happened is read off the file itself, with no second record
+// written after the rename: the new version is written to its temporary file
+// first, and the record names that file (PendingFile: device and inode,
+// which the rename keeps) and the one it replaces (Replaces: device, inode
+// and ctime). A file on disk that is PendingFile is the write done, so
+// Pending is what was written and the old content is no longer the agent's
+// own (a hand edit back to it is Drifted); a file that is still Replaces is
+// the write not done; any other file was put there since by someone else,
+// and is judged as if the write was done, which errs towards reporting an
+// edit rather than overwriting it. See settled. Where the system does not
+// say which file is which, Pending becomes Written by a second record saved
+// after the rename.
 type Record struct {
 	Version int `json:"version"`
 	// NetDir is the CNI directory the file lives in; records of different
@@ -40,6 +53,11 @@ type Record struct {
 	Written *Snapshot `json:"written,omitempty"`
 	// Pending is a write begun and not yet known to be done.
 	Pending *Snapshot `json:"pending,omitempty"`
+	// PendingFile is the file Pending's write renames into place (no
+	// ctime: the rename changes it); Replaces is the file it replaces, nil
+	// when there was none.
+	PendingFile *fileID `json:"pendingFile,omitempty"`
+	Replaces    *fileID `json:"replaces,omitempty"`
 	// Facts are values of the last write that came from the node's
 	// environment rather than from the cluster (node name, API address, ...).
 	Facts map[string]string `json:"facts,omitempty"`
@@ -60,7 +78,8 @@ type Snapshot struct {
 // legacyKubeconfig marks a version 1 kubeconfig record.
 const legacyKubeconfig = "kubeconfig-cluster-v1"
 
-// recordV1 is the format written before RecordVersion 2.
+// recordV1 is the format written before RecordVersion 2 (storedRecord
+// reads its fields).
 type recordV1 struct {
 	File        string          `json:"file"`
 	WrittenAt   time.Time       `json:"writtenAt"`
@@ -93,12 +112,26 @@ func legacyRecordPath(stateDir, name string) string {
 	return filepath.Join(stateDir, name+".json")
 }
 
-// LoadRecord reads the record of a file of netDir; no record is (nil, nil).
+// LoadRecord reads the record of a file of netDir, settled against the file
+// as it is now (see Record); no record is (nil, nil).
+func LoadRecord(stateDir, netDir, name string) (*Record, error) {
+	r, err := loadRecord(stateDir, netDir, name)
+	if r == nil || err != nil {
+		return r, err
+	}
+	fi, err := os.Lstat(filepath.Join(netDir, name))
+	if err != nil {
+		return r.settled(false, fileID{}), nil
+	}
+	return r.settled(true, idOf(fi)), nil
+}
+
+// loadRecord reads the record of a file of netDir as it was saved.
 // A version 1 record (flat in the state directory, from before records were
 // kept per CNI directory) is taken as this directory's when it has none of
 // its own: it was written by the agent of the node's one CNI directory. It is
 // moved into place by the next save.
-func LoadRecord(stateDir, netDir, name string) (*Record, error) {
+func loadRecord(stateDir, netDir, name string) (*Record, error) {
 	if stateDir == "" {
 		return nil, nil
 	}
@@ -141,31 +174,33 @@ func readSmall(path string) ([]byte, error) {
 	return data, nil
 }
 
+// storedRecord is either format as stored: a version 2 record's fields,
+// and those of version 1 (which wrote no version), decoded in one pass.
+type storedRecord struct {
+	Record
+	WrittenAt   time.Time       `json:"writtenAt"`
+	TokenFields []TokenField    `json:"tokenFields,omitempty"`
+	Content     json.RawMessage `json:"content"`
+}
+
 func decodeRecord(data []byte) (*Record, bool) {
-	var probe struct {
-		Version int `json:"version"`
-	}
-	if json.Unmarshal(data, &probe) != nil {
+	var st storedRecord
+	if json.Unmarshal(data, &st) != nil {
 		return nil, false
 	}
-	switch probe.Version {
+	switch st.Version {
 	case 0: // version 1 wrote no version field
-		var v1 recordV1
-		if json.Unmarshal(data, &v1) != nil || len(v1.Content) == 0 {
+		if len(st.Content) == 0 {
 			return nil, false
 		}
-		snap := &Snapshot{At: v1.WrittenAt, TokenFields: v1.TokenFields, Content: v1.Content}
+		snap := &Snapshot{At: st.WrittenAt, TokenFields: st.TokenFields, Content: st.Content}
 		var doc map[string]json.RawMessage
-		if json.Unmarshal(v1.Content, &doc) == nil && len(doc) == 1 && doc["cluster"] != nil {
+		if json.Unmarshal(st.Content, &doc) == nil && len(doc) == 1 && doc["cluster"] != nil {
 			snap.Layout = legacyKubeconfig
 		}
-		return &Record{Version: RecordVersion, File: v1.File, Written: snap}, true
+		return &Record{Version: RecordVersion, File: st.File, Written: snap}, true
 	case RecordVersion:
-		var r Record
-		if json.Unmarshal(data, &r) != nil {
-			return nil, false
-		}
-		return &r, true
+		return &st.Record, true
 	default:
 		// A newer format (a downgrade): unknown, so judged as no record.
 		return nil, false
@@ -215,6 +250,31 @@ func (s *Snapshot) matches(disk []byte, parse func([]byte, []TokenField) (snapsh
 	return reflect.DeepEqual(normalize(snap.meaning), recorded)
 }
 
+// settled is the record as the file on disk (exists, id) shows it to stand:
+// a pending write that the file shows done is written. The record itself is
+// not changed.
+func (r *Record) settled(exists bool, id fileID) *Record {
+	if r == nil || r.Pending == nil || r.PendingFile == nil {
+		return r
+	}
+	switch {
+	case exists && id.Dev == r.PendingFile.Dev && id.Ino == r.PendingFile.Ino:
+		// The file renamed into place: done.
+	case !exists && r.Replaces == nil:
+		return r // still missing: not done (or the file removed since)
+	case exists && r.Replaces != nil && id == *r.Replaces:
+		return r // the file it was to replace, untouched: not done
+	}
+	return r.done()
+}
+
+// done is the record with its pending write done.
+func (r *Record) done() *Record {
+	c := *r
+	c.Written, c.Pending, c.PendingFile, c.Replaces = r.Pending, nil, nil, nil
+	return &c
+}
+
 // matches reports whether the file on disk is one the agent wrote: what
 // the record says is in place, or a write that was begun.
 func (r *Record) matches(disk []byte, parse func([]byte, []TokenField) (snapshot, error)) bool {
@@ -236,7 +296,9 @@ func saveRecord(stateDir string, r *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode state record: %w", err)
 	}
-	if _, err := WriteAtomic(recordPath(stateDir, r.NetDir, r.File), data, 0o600); err != nil {
+	// Each record is new (it holds the time of the write), so the record
+	// in place is not read first to see whether it already holds it.
+	if _, err := replaceAtomic(recordPath(stateDir, r.NetDir, r.File), data, 0o600, nil); err != nil {
 		return fmt.Errorf("save state record: %w (check --state-dir)", err)
 	}
 	if err := os.Remove(legacyRecordPath(stateDir, r.File)); err != nil && !errors.Is(err, os.ErrNotExist) {

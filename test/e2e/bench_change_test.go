@@ -169,7 +169,7 @@ func benchChange(b *testing.B, in changeInstall) {
 		diff = append(diff, ag.at.Sub(f.at))
 	}
 	b.StopTimer()
-	// The tail of the last change (the completed record, the check, the
+	// The tail of the last change (the check after the write, the
 	// report) is part of its cost: CPU is read once both are quiet again.
 	last, since := cpuTime(b, pid), time.Now()
 	e.eventually(30*time.Second, "agent quiet for 300 ms", func() error {
