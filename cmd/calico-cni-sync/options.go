@@ -119,6 +119,9 @@ type Options struct {
 	Stuck bool
 	Fix   bool
 	Yes   bool
+	// Rollout makes report show the staged rollout of ConfigMap-borne
+	// changes, per revision and per node, from the agents' Leases.
+	Rollout bool
 	// CleanupAll makes cleanup remove the agent's Lease and condition of
 	// every node, rather than of --node-name's.
 	CleanupAll bool

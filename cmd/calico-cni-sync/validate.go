@@ -43,6 +43,9 @@ func (o *Options) validateMode() []error {
 		if o.Fix && !o.Stuck {
 			errs = append(errs, errors.New("--fix needs --stuck: it deletes the stuck pods report --stuck lists"))
 		}
+		if o.Rollout && o.Stuck {
+			errs = append(errs, errors.New("--rollout and --stuck are two reports: give one"))
+		}
 		if o.Yes && !o.Fix {
 			errs = append(errs, errors.New("--yes needs --fix: it answers the question --fix asks before deleting pods"))
 		}
