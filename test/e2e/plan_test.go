@@ -168,7 +168,7 @@ func TestPlanManifestInstall(t *testing.T) {
 	})
 	code, doc, out = e.planJSON(nil, append([]string{"-f", broken}, common...)...)
 	if code != 1 || len(doc.Groups) != 1 || doc.Groups[0].Loadable == nil || *doc.Groups[0].Loadable ||
-		!strings.Contains(doc.Groups[0].LoadError, `cniVersion "9.9.9" is not supported`) || !slices.Equal(doc.Groups[0].Files[0].Changed, []string{"cniVersion"}) {
+		!strings.Contains(doc.Groups[0].LoadError, `cniVersion "9.9.9" is not supported`) || len(doc.Groups[0].Files) != 1 || !slices.Equal(doc.Groups[0].Files[0].Changed, []string{"cniVersion"}) {
 		t.Errorf("a template libcni refuses: exit %d, want 1, not loadable, cniVersion changed\n%s", code, out)
 	}
 
