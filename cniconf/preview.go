@@ -1,6 +1,9 @@
 package cniconf
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Preview renders the files as BuildDesired does, for a comparison and never
 // for a write: a conf that a runtime would not load (ValidateConf) is
@@ -44,6 +47,9 @@ func Preview(in *Inputs, confName string) (d *Desired, unloadable, err error) {
 // in meaning, as drift names them (plugins.0.mtu), the token masked: what
 // replacing a by b would change.
 func ChangedBetween(a, b *File) ([]string, error) {
+	if a.token == b.token && bytes.Equal(a.Content, b.Content) {
+		return nil, nil // the same bytes: nothing to parse (most files of a plan)
+	}
 	sa, err := a.parse(a.Content, a.tokenFields)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", a.Name, err)

@@ -120,7 +120,9 @@ func Plan(ctx context.Context, req Request) (*Result, error) {
 		key := g.key()
 		i, ok := byKey[key]
 		if !ok {
-			g.Diff = diff
+			if diff != nil {
+				g.Diff = diff()
+			}
 			g.Nodes.Names = []string{}
 			res.Groups = append(res.Groups, *g)
 			i = len(res.Groups) - 1
@@ -160,23 +162,24 @@ func (g *Group) key() string {
 }
 
 // node renders one node's files now and as proposed. A nil group is a node
-// the DaemonSet does not run on.
-func (req Request) node(ctx context.Context, node string) (*Group, string, error) {
+// the DaemonSet does not run on. The diff is made only for the first node
+// of a group: at thousands of nodes, diffing each would be most of the work.
+func (req Request) node(ctx context.Context, node string) (*Group, func() string, error) {
 	ds, pod, err := inputs.FindDaemonSet(ctx, req.Cluster, req.DaemonSet, node)
 	if err != nil {
-		return &Group{Outcome: Failed, Error: err.Error()}, "", nil
+		return &Group{Outcome: Failed, Error: err.Error()}, nil, nil
 	}
 	if ds == nil {
-		return nil, "", fmt.Errorf("no calico-node DaemonSet found (looked for %s): plan shows the effect of a ConfigMap on the install-cni of calico-node's DaemonSet; name it with --calico-daemonset", inputs.CandidateList())
+		return nil, nil, fmt.Errorf("no calico-node DaemonSet found (looked for %s): plan shows the effect of a ConfigMap on the install-cni of calico-node's DaemonSet; name it with --calico-daemonset", inputs.CandidateList())
 	}
 	if pod == nil {
 		n, err := req.Cluster.Node(ctx, node)
 		if err != nil {
-			return &Group{Outcome: Failed, Error: err.Error()}, "", nil
+			return &Group{Outcome: Failed, Error: err.Error()}, nil, nil
 		}
 		if n != nil {
 			if ok, err := inputs.SchedulesOn(ds, n); err == nil && !ok {
-				return nil, "", nil
+				return nil, nil, nil
 			}
 		}
 	}
@@ -184,7 +187,7 @@ func (req Request) node(ctx context.Context, node string) (*Group, string, error
 	now, err := inputs.InstallFromDaemonSet(req.Cluster, req.DaemonSet, node, req.AgentEnv, "", "")(ctx)
 	if err != nil {
 		g.Outcome, g.Error = Failed, err.Error()
-		return g, "", nil
+		return g, nil, nil
 	}
 	proposedCluster := withProposed{Cluster: req.Cluster, cm: req.Proposed}
 	next, err := inputs.InstallFromDaemonSet(proposedCluster, req.DaemonSet, node, req.AgentEnv, "", "")(ctx)
@@ -192,17 +195,17 @@ func (req Request) node(ctx context.Context, node string) (*Group, string, error
 		// The proposed ConfigMap breaks install-cni's environment (a key
 		// a configMapKeyRef needs is gone): the node would not get files.
 		g.Outcome, g.Loadable, g.LoadError = Change, new(bool), err.Error()
-		return g, "", nil
+		return g, nil, nil
 	}
 	if !reads(next, req.Proposed, ds.Namespace) {
 		g.Outcome = NotRead
 		g.Error = fmt.Sprintf("%s reads %s", g.DaemonSet, strings.Join(next.Source.ConfigMaps, ", "))
-		return g, "", nil
+		return g, nil, nil
 	}
 	was, _, err := req.render(now, node)
 	if err != nil {
 		g.Outcome, g.Error = Failed, "render the files now: "+err.Error()
-		return g, "", nil
+		return g, nil, nil
 	}
 	will, unloadable, err := req.render(next, node)
 	loadable := err == nil && unloadable == nil
@@ -210,17 +213,15 @@ func (req Request) node(ctx context.Context, node string) (*Group, string, error
 	switch {
 	case err != nil:
 		g.Outcome, g.LoadError = Change, err.Error()
-		return g, "", nil
+		return g, nil, nil
 	case unloadable != nil:
 		g.LoadError = unloadable.Error()
 	}
-	var diff strings.Builder
 	for _, f := range will.Files {
 		path := filepath.Join(req.NetDir, f.Name)
 		old := fileNamed(was, f.Name)
 		if old == nil {
 			g.Files = append(g.Files, FileChange{Path: path, Changed: []string{"(new file)"}})
-			diff.WriteString(cniconf.ProposedDiff(path, nil, f.Content, standInToken))
 			continue
 		}
 		changed, err := cniconf.ChangedBetween(old, f)
@@ -231,7 +232,6 @@ func (req Request) node(ctx context.Context, node string) (*Group, string, error
 		}
 		if len(changed) > 0 {
 			g.Files = append(g.Files, FileChange{Path: path, Changed: changed})
-			diff.WriteString(cniconf.ProposedDiff(path, old.Content, f.Content, standInToken))
 		}
 	}
 	for _, f := range was.Files {
@@ -244,7 +244,18 @@ func (req Request) node(ctx context.Context, node string) (*Group, string, error
 	if len(g.Files) > 0 || !loadable {
 		g.Outcome = Change
 	}
-	return g, cniconf.Redact(diff.String(), standInToken), nil
+	diff := func() string {
+		var b strings.Builder
+		for _, f := range will.Files {
+			var before []byte
+			if old := fileNamed(was, f.Name); old != nil {
+				before = old.Content
+			}
+			b.WriteString(cniconf.ProposedDiff(filepath.Join(req.NetDir, f.Name), before, f.Content, standInToken))
+		}
+		return cniconf.Redact(b.String(), standInToken)
+	}
+	return g, diff, nil
 }
 
 // reads reports whether the install reads the proposed ConfigMap.
