@@ -181,8 +181,16 @@ func TestReportRollout(t *testing.T) {
 		}
 	}
 
+	// Nothing waits or is halted, but a node still runs the older revision
+	// and one has no Lease: still something to report.
+	for _, n := range []string{"wait", "halt"} {
+		e.setRolloutLease(nodes[n], time.Now(), &rollout.State{Revision: newRev, Phase: rollout.Applied, Since: t0.Add(time.Hour)})
+	}
+	if code, doc, out := jsonReport(); code != 1 || len(doc.Revisions) != 2 || doc.Revisions[0].Nodes["applied"] != 4 {
+		t.Errorf("a node on the older revision and one without a Lease: exit %d, want 1\n%s", code, out)
+	}
 	// Every node applied the newest revision: nothing to report.
-	for _, n := range []string{"wait", "halt", "old", "nolease", "gone"} {
+	for _, n := range []string{"old", "nolease", "gone"} {
 		e.setRolloutLease(nodes[n], time.Now(), &rollout.State{Revision: newRev, Phase: rollout.Applied, Since: t0.Add(time.Hour)})
 	}
 	if code, doc, out := jsonReport(); code != 0 || len(doc.Revisions) != 1 || doc.Revisions[0].Nodes["applied"] != 7 || len(doc.NoState) != 0 {
