@@ -193,7 +193,8 @@ that would change (as drift names them), whether libcni would load the new confi
 (how many, and the first 10), and the diff on the first of them. The ConfigMap's annotation
 calico-cni-sync.projectcalico.org/rollout (immediate, waves, paused) is shown: it chooses how
 the agents roll the change out. No token is read: both renders carry the same stand-in, shown
-redacted. Offline, --manifest-file stands for the cluster and --node-name for the node.
+redacted, and so is the CA. Offline, --manifest-file stands for the cluster and --node-name for
+the node.
 
 -o json: {"configMap", "rollout", "nodes", "groups": [{"outcome" (change, noChange, notRead,
 error), "install", "daemonSet", "files": [{"path", "changed"}], "loadable", "loadError", "error",
@@ -208,7 +209,7 @@ const planExample = `  # Before kubectl apply -f calico-config.yaml: what it wou
 
   # Offline: the install as a manifest, for one node
   KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
-    calico-cni-sync plan -f calico-config.yaml --manifest-file calico.yaml --ca-file ca.crt --node-name node-1`
+    calico-cni-sync plan -f calico-config.yaml --manifest-file calico.yaml --node-name node-1`
 
 const planExitCodes = `  0  nothing would change on any node
   1  some node's files would change (or the new config would not load)

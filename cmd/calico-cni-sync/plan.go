@@ -75,9 +75,6 @@ func runPlan(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, er
 		}
 		req.Cluster = plan.NewAPICluster(client, nodes)
 		req.AgentEnv = serviceEnv(ctx, client, os.LookupEnv)
-		if req.CA == nil {
-			req.CA = apiCA(cfg)
-		}
 	}
 	res, err := plan.Plan(ctx, req)
 	if err != nil {

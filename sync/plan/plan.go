@@ -18,6 +18,11 @@ import (
 // redacted from everything shown all the same.
 const standInToken = "calico-cni-sync-plan-stand-in-token"
 
+// standInCA is the kubeconfig's CA where none is given: a ConfigMap does not
+// change the CA either, and the tool's own kubeconfig need not hold the one
+// the nodes trust.
+var standInCA = []byte("-----BEGIN CERTIFICATE-----\ncalico-cni-sync plan: the same CA on both sides\n-----END CERTIFICATE-----\n")
+
 // Outcomes of a node.
 const (
 	// Change: the proposed ConfigMap changes the node's files.
@@ -46,7 +51,8 @@ type Request struct {
 	// (the kubernetes Service's address, as the kubelet injects it).
 	AgentEnv func(string) (string, bool)
 	// NetDir, KubeconfigName, ConfName and CA are rendered as the agent
-	// renders them (--cni-net-dir, --cni-kubeconfig-name, --cni-conf-name).
+	// renders them (--cni-net-dir, --cni-kubeconfig-name, --cni-conf-name,
+	// --ca-file); no CA is a stand-in.
 	NetDir, KubeconfigName, ConfName string
 	CA                               []byte
 	// Listed bounds the node names kept per group.
@@ -274,10 +280,14 @@ func (req Request) render(in *inputs.Install, node string) (*cniconf.Desired, er
 	if confName == "" && in.Env != nil {
 		confName, _ = in.Env("CNI_CONF_NAME")
 	}
+	ca := req.CA
+	if len(ca) == 0 {
+		ca = standInCA
+	}
 	d, unloadable, err := cniconf.Preview(&cniconf.Inputs{
 		Template: in.Template, Env: in.Env, FromCluster: in.SetByCluster, NodeName: node, NetDir: req.NetDir,
 		KubeconfigDir: in.KubeconfigDir, KubeconfigName: req.KubeconfigName, VethMTU: in.VethMTU, EtcdEndpoints: in.EtcdEndpoints,
-		Token: standInToken, CA: req.CA, FileExists: func(string) bool { return false },
+		Token: standInToken, CA: ca, FileExists: func(string) bool { return false },
 	}, confName)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s", cniconf.Redact(err.Error(), standInToken))
