@@ -41,7 +41,7 @@ func manifestRequest(t testing.TB, n int, mtu string) Request {
 	env := map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 	return Request{Proposed: proposed, Cluster: inputs.ManifestCluster{Manifest: m}, Nodes: nodes,
 		AgentEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		NetDir: "/etc/cni/net.d", KubeconfigName: "calico-kubeconfig", CA: ca, Listed: 10}
+		NetDir:   "/etc/cni/net.d", KubeconfigName: "calico-kubeconfig", CA: ca, Listed: 10}
 }
 
 // TestPlanGroupsNodesByOutcome: every node is rendered with its own name,
