@@ -2,7 +2,6 @@ package cniconf
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 )
 
@@ -118,34 +117,12 @@ func (d *Desired) Conf() *File {
 // it) and validates it as a runtime would load it. Any error leaves the node's
 // files alone: nothing has been written yet.
 func BuildDesired(in *Inputs, confName string) (*Desired, error) {
-	conf, err := RenderTemplate(in)
+	d, unloadable, err := Preview(in, confName)
 	if err != nil {
 		return nil, err
 	}
-	name, err := ConfName(confName, conf)
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateConf(name, conf); err != nil {
-		return nil, fmt.Errorf("rendered %s: %w", name, err)
-	}
-	fields, err := learnTokenFields(in)
-	if err != nil {
-		return nil, err
-	}
-	d := &Desired{Token: in.Token, Facts: in.facts(), Files: []*File{{
-		Name: name, Kind: KindConf, Content: conf, Mode: FileMode,
-		token: in.Token, tokenFields: fields, parse: parseConf,
-	}}}
-	if in.usesKubeconfig() {
-		k, err := in.DesiredKubeconfig()
-		if err != nil {
-			return nil, err
-		}
-		d.Files = append(d.Files, &File{
-			Name: in.kubeconfigName(), Kind: KindKubeconfig, Content: k.Bytes(), Mode: FileMode,
-			token: in.Token, parse: parseKubeconfigSnapshot,
-		})
+	if unloadable != nil {
+		return nil, unloadable
 	}
 	return d, nil
 }

@@ -38,6 +38,8 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"drift", "--help", "--node-name", "x"}, []string{"calico-cni-sync drift [flags]"}},
 		{[]string{"render", "--help"}, []string{"calico-cni-sync render [flags]", "--show-token", `"# <path>"`, "Exit codes:"}},
 		{[]string{"help", "report"}, []string{"calico-cni-sync report [flags]", "Stale", "1  any node not", "KUBECONFIG"}},
+		{[]string{"help", "report"}, []string{"--rollout", "rollout-state", "--rollout: nothing rolls out"}},
+		{[]string{"plan", "--help"}, []string{"calico-cni-sync plan -f FILE [flags]", "-f, --filename", "kubectl diff", "1  some node's files would change", "KUBECONFIG"}},
 		{[]string{"version", "--help"}, []string{"VCS revision"}},
 		{[]string{"completion", "bash"}, []string{"bash completion"}},
 	}
@@ -84,6 +86,10 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"report", "--once"}, []string{"--once cannot be used with report"}},
 		{[]string{"drift", "--show-token"}, []string{"--show-token cannot be used with drift", "render"}},
 		{[]string{"version", "--node-name", "n"}, []string{"--node-name cannot be used with version"}},
+		{[]string{"plan"}, []string{"plan needs -f FILE"}},
+		{[]string{"plan", "-f", "x.yaml", "--configmap-file", "y.yaml"}, []string{"--configmap-file cannot be used with plan"}},
+		{[]string{"report", "--rollout", "--stuck"}, []string{"--rollout and --stuck are two reports"}},
+		{[]string{"drift", "--rollout"}, []string{"--rollout cannot be used with drift", "report"}},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

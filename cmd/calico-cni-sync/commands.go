@@ -79,6 +79,18 @@ func (c *cli) newRootCommand() *cobra.Command {
 	report.Flags().BoolVar(&o.Stuck, "stuck", false, "list the pods a stale or rejected CNI token left stuck, with the fix for each")
 	report.Flags().BoolVar(&o.Fix, "fix", false, "with --stuck: delete the stuck pods a controller owns (it recreates them); asks first unless --yes")
 	report.Flags().BoolVar(&o.Yes, "yes", false, "with --stuck --fix: delete without asking")
+	report.Flags().BoolVar(&o.Rollout, "rollout", false, "show the staged rollout of ConfigMap changes: per revision, how many nodes applied it, wait, are paused, halted or rolled back, and why")
+
+	plan := &cobra.Command{
+		Use:         "plan -f FILE [flags]",
+		Short:       "Show what applying a ConfigMap would change in every node's CNI files; writes nothing",
+		Long:        planLong,
+		Example:     planExample,
+		Args:        noArgs,
+		Annotations: map[string]string{annExitCodes: planExitCodes, annEnv: "  KUBECONFIG  the tool's own kubeconfig, as for kubectl\n"},
+		RunE:        c.runE("plan", func(ctx context.Context) (int, error) { return runPlan(ctx, o, c.stdout, c.stderr) }),
+	}
+	plan.Flags().StringVarP(&o.PlanFile, "filename", "f", "", "the ConfigMap manifest to plan, as kubectl apply -f takes it (- reads stdin)")
 
 	cleanup := &cobra.Command{
 		Use:         "cleanup (--node-name NODE | --all) [flags]",
@@ -105,7 +117,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 	// Every mode takes the common flags as its own (not cobra's persistent
 	// flags, which version and completion would accept too), but for those
 	// only one of them takes.
-	for _, cmd := range []*cobra.Command{root, drift, render, report} {
+	for _, cmd := range []*cobra.Command{root, drift, render, report, plan} {
 		name := ""
 		if cmd != root {
 			name = cmd.Name()
@@ -113,7 +125,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		o.addFlagsFor(name, cmd.Flags())
 		completeValues(cmd)
 	}
-	root.AddCommand(drift, report, render, cleanup, versionCmd)
+	root.AddCommand(drift, report, render, plan, cleanup, versionCmd)
 	root.SetHelpCommand(helpCommand())
 	root.SetUsageTemplate(withExtras(root.UsageTemplate()))
 	root.SuggestionsMinimumDistance = 2

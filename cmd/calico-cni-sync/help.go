@@ -129,7 +129,17 @@ fetched), and pods in ContainerCreating, or stuck Terminating, whose latest sand
 the CNI's Unauthorized. Each comes with its owner (Deployment/x for a ReplicaSet's pod) and its fix,
 with the kubelet's events and the node's condition as evidence. --fix deletes the stuck pods a
 controller owns (it recreates them); it asks first on a terminal, deletes without asking with
---yes, and otherwise only says what it would do. A bare pod is never deleted.`
+--yes, and otherwise only says what it would do. A bare pod is never deleted.
+
+With --rollout it shows the staged rollout of ConfigMap changes, as each agent publishes it in
+the annotation calico-cni-sync.projectcalico.org/rollout-state of its Lease: per revision, newest
+first, how many nodes applied it, wait for their wave, are paused, halted or rolled back, with
+the nodes that did not apply it (the reason of a halted or rolled-back node is the gate's
+evidence), then the nodes whose place is not known (no Lease, no state, a Stale Lease). Text
+lists at most 10 nodes per phase and says how many more; -o json lists every node:
+{"newest", "nodes", "revisions": [{"revision", "firstSeen", "nodes": {"applied", "waiting",
+"paused", "halted", "rolledBack"}, "waiting": [{"node", "wave", "since", "reason"}], "paused",
+"halted", "rolledBack"}], "noState": [{"node", "why", "message", "last"}]}.`
 
 const reportExample = `  calico-cni-sync report
   calico-cni-sync report -o json
@@ -138,10 +148,15 @@ const reportExample = `  calico-cni-sync report
   calico-cni-sync report --stuck
 
   # Delete the stuck pods a controller owns, without asking
-  calico-cni-sync report --stuck --fix --yes`
+  calico-cni-sync report --stuck --fix --yes
 
-const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck)
-  1  any node not (--stuck: a pod stuck, after --fix too)
+  # Where the rollout of a ConfigMap change stands, per revision and per node
+  calico-cni-sync report --rollout`
+
+const reportExitCodes = `  0  every node InSync (--stuck: no pod stuck; --rollout: nothing rolls out, or every node
+     applied the newest revision)
+  1  any node not (--stuck: a pod stuck, after --fix too; --rollout: a node waits, is paused,
+     halted, rolled back, on an older revision or has no state)
   2  an error
 `
 
@@ -164,4 +179,39 @@ const cleanupExample = `  # After kubectl delete -k manifests/: every node
 
 const cleanupExitCodes = `  0  removed, or nothing left to remove
   2  an error: no --node-name or --all, an agent pod still on the node, a request refused
+`
+
+const planLong = `plan shows what applying a ConfigMap would change in every node's CNI files, before it is
+applied: a cluster-wide kubectl diff for the files install-cni writes. -f names the ConfigMap
+manifest as kubectl apply -f takes it ("-" reads stdin), one of the ConfigMaps install-cni reads:
+calico-config, canal-config, the operator's calico-system/cni-config, kubernetes-services-endpoint.
+
+For each node calico-node's DaemonSet runs on (among those -l selects), the files are rendered
+from the inputs as they are and again with the proposed ConfigMap in its namesake's place, and
+compared. Nodes are grouped by outcome: the install and its DaemonSet, the files and JSON paths
+that would change (as drift names them), whether libcni would load the new config, the nodes
+(how many, and the first 10), and the diff on the first of them. The ConfigMap's annotation
+calico-cni-sync.projectcalico.org/rollout (immediate, waves, paused) is shown: it chooses how
+the agents roll the change out. No token is read: both renders carry the same stand-in, shown
+redacted, and so is the CA. Offline, --manifest-file stands for the cluster and --node-name for
+the node.
+
+-o json: {"configMap", "rollout", "nodes", "groups": [{"outcome" (change, noChange, notRead,
+error), "install", "daemonSet", "files": [{"path", "changed"}], "loadable", "loadError", "error",
+"nodes": {"count", "names"}, "diff"}]}.`
+
+const planExample = `  # Before kubectl apply -f calico-config.yaml: what it would change on the nodes
+  calico-cni-sync plan -f calico-config.yaml
+
+  # The same, from a pipe
+  kubectl -n kube-system get configmap calico-config -o yaml | sed 's/veth_mtu: "0"/veth_mtu: "1400"/' |
+    calico-cni-sync plan -f -
+
+  # Offline: the install as a manifest, for one node
+  KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
+    calico-cni-sync plan -f calico-config.yaml --manifest-file calico.yaml --node-name node-1`
+
+const planExitCodes = `  0  nothing would change on any node
+  1  some node's files would change (or the new config would not load)
+  2  an error: the file is not one ConfigMap, install-cni reads it on no node, the cluster cannot be read
 `

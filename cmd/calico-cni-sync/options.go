@@ -119,6 +119,12 @@ type Options struct {
 	Stuck bool
 	Fix   bool
 	Yes   bool
+	// Rollout makes report show the staged rollout of ConfigMap-borne
+	// changes, per revision and per node, from the agents' Leases.
+	Rollout bool
+	// PlanFile is plan's -f: the ConfigMap manifest whose effect plan shows
+	// ("-" is stdin).
+	PlanFile string
 	// CleanupAll makes cleanup remove the agent's Lease and condition of
 	// every node, rather than of --node-name's.
 	CleanupAll bool

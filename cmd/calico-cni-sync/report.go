@@ -27,6 +27,9 @@ func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, 
 	if o.Stuck {
 		return runStuck(ctx, o, client, stdout)
 	}
+	if o.Rollout {
+		return runRolloutReport(ctx, o, client, stdout, stderr)
+	}
 	rows, err := status.NodeStates(ctx, client, o.Selector, o.LeaseNamespace, o.ResyncPeriod, time.Now())
 	if err != nil {
 		return exitError, err

@@ -43,6 +43,12 @@ func (o *Options) validateMode() []error {
 		if o.Fix && !o.Stuck {
 			errs = append(errs, errors.New("--fix needs --stuck: it deletes the stuck pods report --stuck lists"))
 		}
+		if o.Command == "plan" {
+			errs = append(errs, o.validatePlan()...)
+		}
+		if o.Rollout && o.Stuck {
+			errs = append(errs, errors.New("--rollout and --stuck are two reports: give one"))
+		}
 		if o.Yes && !o.Fix {
 			errs = append(errs, errors.New("--yes needs --fix: it answers the question --fix asks before deleting pods"))
 		}
@@ -213,4 +219,22 @@ func resolved(path string) (string, error) {
 		}
 		rest = filepath.Join(filepath.Base(p), rest)
 	}
+}
+
+// validatePlan refuses what plan cannot use: it needs the ConfigMap, and
+// reads calico-node's DaemonSet (or, offline, a manifest of it).
+func (o *Options) validatePlan() []error {
+	var errs []error
+	if o.PlanFile == "" {
+		errs = append(errs, errors.New("plan needs -f FILE: the ConfigMap manifest to plan (- reads stdin)"))
+	}
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{{o.ConfigMapFile != "", "--configmap-file"}, {o.CNINetworkConfigFile != "", "--cni-network-config-file"}, {o.Source == inputs.SourceConfigMap, "--source=configmap"}} {
+		if f.set {
+			errs = append(errs, fmt.Errorf("%s cannot be used with plan: plan renders what calico-node's DaemonSet gives install-cni (offline: --manifest-file)", f.name))
+		}
+	}
+	return errs
 }

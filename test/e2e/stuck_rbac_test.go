@@ -195,6 +195,10 @@ func TestStuckRBAC(t *testing.T) {
 	if code, out := e.run("report", "--kubeconfig", readonly); code == 2 || !strings.HasPrefix(out, "NODE") {
 		t.Fatalf("report as the read-only account: exit %d\n%s", code, out)
 	}
+	// report --rollout reads the same Nodes and Leases: nothing more.
+	if code, out := e.run("report", "--rollout", "--kubeconfig", readonly); code == 2 {
+		t.Fatalf("report --rollout as the read-only account: exit 2\n%s", out)
+	}
 	code, out = e.run("report", "--stuck", "--fix", "--yes", "--kubeconfig", readonly)
 	if code != 2 || !strings.Contains(out, "forbidden") || !strings.Contains(out, "manifests/report/fix") {
 		t.Fatalf("--fix --yes as the read-only account: exit %d, want 2 and a forbidden error naming the fix variant\n%s", code, out)
