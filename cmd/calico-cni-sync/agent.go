@@ -90,7 +90,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		queue, own, r, publisher, metrics, health, logger)
 	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
 	health.Faults = func() error { return errors.Join(checkWritableDirs(o, true), a.OwnFault()) }
-	if o.CredentialProbe && r.Verdicts != nil {
+	if o.ProbeOnSandboxFailure && r.Verdicts != nil {
 		// A pod's sandbox that fails on this node is a reason to probe
 		// the CNI credential now, not at the next token check.
 		failures := sandbox.New(client, o.NodeName, a.SandboxFailed)

@@ -23,29 +23,32 @@
 // failures are shrunk to their name and resourceVersion as they arrive, so
 // the cache holds only this node's in full.
 //
-// What that costs, with the alternatives weighed (the numbers, and how
-// they were measured, are in docs/BENCHMARKS.md):
+// What that costs, with the alternatives weighed (measured by
+// BenchmarkSandboxWatchCost in test/e2e; docs/BENCHMARKS.md has the run):
 //
 //   - The API server keeps no watch cache for events (they are its busiest
 //     resource and live an hour). Each watch is an etcd watch on every
 //     event of the cluster: the API server decodes each event written, of
-//     any reason, once per watch, and sends only the matching ones. At
-//     5000 agents that is 5000 decodes per event written, the price of
-//     this design; a sandbox failure itself then reaches every agent (a
-//     few hundred bytes each), and an outage that fails every node's pods
-//     sends each agent every node's failures, which it drops.
-//   - A periodic list instead costs, per list, a read of every event in
-//     etcd (the selector is applied after the read): at any useful period
-//     that is more than the watch, and it is late by its period.
+//     any reason, once per watch, and sends only the matching ones. That
+//     measured about 34 µs of API server CPU per event written per watch:
+//     at 5000 agents, 170 ms per event written anywhere in the cluster, 8.5
+//     cores at 50 events a second. A sandbox failure itself then reaches
+//     every agent (a few hundred bytes each), and an outage that fails
+//     every node's pods sends each agent every node's failures, which it
+//     drops.
+//   - A periodic list instead reads every event in etcd per list (the
+//     selector is applied after the read): at any useful period that is
+//     more than the watch, and it is late by its period.
 //   - A watch per pod (involvedObject.uid) needs the node's pods in every
 //     namespace, a grant to read every pod of the cluster, for a watch
 //     that costs the same per event written.
 //   - One watcher for the cluster that relays failures to nodes would cost
 //     one decode per event, at the price of another component; it is the
-//     design to move to if the per-event cost shows at scale.
+//     design for a large cluster, not built yet.
 //
-// So the watch runs only where it is used: the agent starts it with
-// --credential-probe (the probe is what a failure triggers). The agent
-// rate-limits what a failure triggers itself, not this package: every
-// failure is recorded for Since.
+// So the watch is opt-in (--probe-on-sandbox-failure, with
+// --credential-probe): cheap on a cluster of tens or a few hundred nodes,
+// and not what a 5000-node cluster should run. The agent rate-limits what
+// a failure triggers itself, not this package: every failure on the node
+// is kept for Since.
 package sandbox

@@ -97,7 +97,7 @@ func TestSandboxFailureProbesAtOnce(t *testing.T) {
 	path := filepath.Join(e.net, "calico-kubeconfig")
 	must(t, os.WriteFile(path, tokenWatchKubeconfig(e, "https://"+cp.Host(), cp.CAData(), tok), 0o600))
 
-	a := e.startNodeAgent("--calico-daemonset", e.ns+"/calico-node", "--token-check-period", "1h", "--credential-probe=true")
+	a := e.startNodeAgent("--calico-daemonset", e.ns+"/calico-node", "--token-check-period", "1h", "--credential-probe=true", "--probe-on-sandbox-failure")
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
 	// The first pass judges the token before it writes the conf that
 	// names the kubeconfig (by a review); the probe waits for a trigger.

@@ -22,8 +22,9 @@ import (
 // with a 403: the plugin fails ADD with libcalico-go's words, the kubelet's
 // FailedCreatePodSandBox event says so, and the pod sticks in
 // ContainerCreating. The agent, deployed from its image with
-// --credential-probe=true and a token check period of an hour (so only the
-// sandbox failure can explain what it does), probes at that event and says
+// --credential-probe=true, --probe-on-sandbox-failure and a token check
+// period of an hour (so only the sandbox failure can explain what it
+// does), probes at that event and says
 // CNIForbidden in the node condition; it does not touch calico-kubeconfig,
 // since no token fixes RBAC. The binding restored, the pod starts.
 func TestForbiddenOnTheRealNode(t *testing.T) {
@@ -37,7 +38,7 @@ func TestForbiddenOnTheRealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.mustKubectl("apply", "--server-side", "-k", filepath.Join(c.node.repo, inst.manifests))
-	args := []string{"--credential-probe=true", "--token-check-period=1h"}
+	args := []string{"--credential-probe=true", "--probe-on-sandbox-failure", "--token-check-period=1h"}
 	c.mustKubectl("-n", ns, "patch", "daemonset", "calico-cni-sync", "--type", "json", "-p",
 		`[{"op":"add","path":"/spec/template/spec/containers/0/args","value":["`+strings.Join(args, `","`)+`"]}]`)
 	c.mustKubectl("-n", ns, "rollout", "status", "daemonset/calico-cni-sync", "--timeout", "3m")
