@@ -70,5 +70,5 @@ func BenchmarkSandboxWatchCost(b *testing.B) {
 	fmt.Printf("sandbox watch: API server CPU for %d events of another reason: %v with no watch, %v with 200 (%.1f µs per event per watch)\n"+
 		"sandbox watch: at 5000 nodes, %.0f ms of API server CPU per event written in the cluster; at 50 events/s, %.1f cores\n",
 		written, cost[0].Round(time.Millisecond), cost[200].Round(time.Millisecond), float64(per.Nanoseconds())/1000,
-		float64((per * 5000).Microseconds())/1000, (per * 5000 * 50).Seconds())
+		float64((per*5000).Microseconds())/1000, (per * 5000 * 50).Seconds())
 }
