@@ -2,8 +2,6 @@ package realnode
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,7 +105,7 @@ func TestForbiddenOnTheRealNode(t *testing.T) {
 	}
 	c.waitPodRunning(stuck, 3*time.Minute)
 	if got := readFile(t, "calico-kubeconfig"); string(got) != string(content) {
-		t.Fatal(errors.New("calico-kubeconfig changed after the binding came back"))
+		t.Fatal("calico-kubeconfig changed after the binding came back")
 	}
-	t.Log(fmt.Sprintf("binding restored: pod %s Running, calico-kubeconfig untouched throughout", stuck))
+	t.Logf("binding restored: pod %s Running, calico-kubeconfig untouched throughout", stuck)
 }
