@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/agent"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 	"k8s.io/client-go/rest"
@@ -88,6 +90,16 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		queue, own, r, publisher, metrics, health, logger)
 	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
 	health.Faults = func() error { return errors.Join(checkWritableDirs(o, true), a.OwnFault()) }
+	if o.ProbeOnSandboxFailure && r.Verdicts != nil {
+		// A pod's sandbox that fails on this node is a reason to probe
+		// the CNI credential now, not at the next token check.
+		failures := sandbox.New(client, o.NodeName, a.SandboxFailed)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		wg.Go(func() { _ = failures.Run(wctx) })
+	}
 	addr, err := status.Serve(ctx, o.HTTPAddr, metrics, health, logger)
 	if err != nil {
 		logger.Error("cannot serve health and metrics", "err", err)

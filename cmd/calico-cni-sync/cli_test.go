@@ -126,6 +126,8 @@ func TestMeaninglessCombinations(t *testing.T) {
 		{[]string{"--once", "--token-secret", "s", "--token-source", "tokenrequest"}, []string{"--token-secret", "--token-source=secret"}},
 		{[]string{"--once", "--token-secret", "s", "--token-file", "t"}, []string{"--token-secret", "--token-source=secret", "file"}},
 		{[]string{"--accept-env-change"}, []string{"--accept-env-change", "--once"}},
+		{[]string{"--probe-on-sandbox-failure", "--credential-probe=false"}, []string{"--probe-on-sandbox-failure", "--credential-probe"}},
+		{[]string{"--once", "--probe-on-sandbox-failure", "--credential-probe=true"}, []string{"--probe-on-sandbox-failure", "the agent"}},
 		{[]string{"--once", "--configmap", ""}, []string{"--configmap"}},
 		{[]string{"--once", "--http-addr", "9645"}, []string{"--http-addr", "HOST:PORT"}},
 		{[]string{"--once", "--cni-net-dir", "/tmp/x-net", "--status-file", "/tmp/x-net/status.json"}, []string{"--status-file", "inside --cni-net-dir"}},

@@ -95,6 +95,11 @@ type Options struct {
 	// first request with the file's server, CA and token; false: by a
 	// review with the agent's own server and CA.
 	CredentialProbe bool
+	// ProbeOnSandboxFailure watches the kubelet's FailedCreatePodSandBox
+	// events and probes the CNI credential at once when one is for a pod
+	// on this node. Off by default: the watch costs the API server per
+	// event written in the cluster, per node (docs/BENCHMARKS.md).
+	ProbeOnSandboxFailure bool
 	// HTTPAddr serves /metrics, /healthz and /readyz.
 	HTTPAddr string
 	// Once reconciles this node once and exits.
@@ -205,6 +210,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaseNamespace, "lease-namespace", o.LeaseNamespace, "namespace of the agents' Leases, where the agent renews its own and report reads them (env POD_NAMESPACE)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
+	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe. Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
 	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file, and report every CNI credential (default false: by a review with the agent's own server and CA)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")

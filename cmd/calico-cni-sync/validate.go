@@ -54,6 +54,9 @@ func (o *Options) validateMode() []error {
 		}
 		return errs
 	}
+	if o.ProbeOnSandboxFailure && (o.Once || !o.CredentialProbe) {
+		errs = append(errs, errors.New("--probe-on-sandbox-failure needs the agent with --credential-probe: what a sandbox failure triggers is its probe"))
+	}
 	if o.AcceptEnvChange && !o.Once {
 		errs = append(errs, errors.New("--accept-env-change needs --once: the agent follows changes of its environment anyway"))
 	}

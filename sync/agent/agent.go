@@ -34,7 +34,8 @@ type Config struct {
 }
 
 // Agent is the node agent: every trigger (an informer's event, a file
-// event, the resync and token-check ticks, a token to renew) goes through
+// event, the resync and token-check ticks, a token to renew, a sandbox
+// failure on the node) goes through
 // its one queue key to the one Reconcile, whose report it hands to the
 // Publisher.
 type Agent struct {
@@ -54,6 +55,9 @@ type Agent struct {
 	verdict     string                    // the credential verdict, as last logged
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
 	fault       atomic.Pointer[error]     // the last pass's own fault (reconcile.Pass.OwnFault)
+
+	sandboxMu     sync.Mutex
+	sandboxProbed time.Time // when a sandbox failure last made the credential due
 }
 
 // NewAgent puts the parts together; it writes no field of any of them. own

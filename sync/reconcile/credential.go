@@ -154,6 +154,19 @@ func (r *Reconciler) credentials(ctx context.Context, in *inputs.Install) []prob
 	return c.withCalico(in, r)
 }
 
+// ProbeDue makes the next pass probe every credential again (Calico's by
+// the token's verdict), whatever its period says.
+func (r *Reconciler) ProbeDue() {
+	if r.Verdicts != nil {
+		r.Verdicts.Due()
+	}
+	if c := r.Credentials; c != nil {
+		c.mu.Lock()
+		c.at = time.Time{}
+		c.mu.Unlock()
+	}
+}
+
 // withCalico is the results with Calico's verdict taken from the token's,
 // as the verdict cache holds it now.
 func (c *Credentials) withCalico(in *inputs.Install, r *Reconciler) []probe.Result {

@@ -158,6 +158,19 @@ func (c *VerdictCache) confirm(ctx context.Context, ask func(context.Context) Fi
 	return first
 }
 
+// Due makes every token the cache holds due, so the next Refresh asks
+// about each again, as about a token just seen; the verdicts known stand
+// until then. The agent calls it when the kubelet says a sandbox failed on
+// the node: the check period is too long to wait for.
+func (c *VerdictCache) Due() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		e.at = time.Time{}
+		c.entries[k] = e
+	}
+}
+
 // Known is the last verdict known for a token, nil when none is.
 func (c *VerdictCache) Known(token string) *bool {
 	c.mu.Lock()

@@ -120,3 +120,32 @@ func TestProbedFindingIsKeptAndPeriodic(t *testing.T) {
 		t.Fatalf("a token no credential holds: verdict %v after %d checks, want accepted by Check", v, checked)
 	}
 }
+
+// TestDueAsksAgainBeforeThePeriod: after Due, the next refresh probes a
+// token whose verdict is fresh, and the finding stands until it answers;
+// the one after waits for the period again.
+func TestDueAsksAgainBeforeThePeriod(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	probed := 0
+	answer := Finding{Accepted: ptr(true), Verdict: "ok"}
+	c := &VerdictCache{Period: time.Hour, Now: func() time.Time { return clock },
+		Check: func(context.Context, string) *bool { return ptr(true) }}
+	probe := func(context.Context, string) (Finding, bool) { probed++; return answer, true }
+	ctx := context.Background()
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	clock = clock.Add(time.Minute)
+	c.Due()
+	if f := c.Finding("on-disk"); f.Verdict != "ok" {
+		t.Fatalf("Due erased the finding: %+v", f)
+	}
+	answer = Finding{Accepted: ptr(true), Verdict: "forbidden"}
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	if f := c.Finding("on-disk"); probed != 2 || f.Verdict != "forbidden" {
+		t.Fatalf("after Due: %d probes, finding %+v; want 2, forbidden", probed, f)
+	}
+	clock = clock.Add(time.Minute)
+	c.RefreshProbed(ctx, []string{"on-disk"}, false, probe)
+	if probed != 2 {
+		t.Fatalf("probed %d times; a token not due was probed again", probed)
+	}
+}

@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 )
 
 // The kustomizations under test: the base and its overlays.
@@ -127,7 +129,18 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 			_, err := c.Events("kube-system").Create(ctx, ev, dryRun)
 			return err
 		}},
-		{"list Events in default", func(ctx context.Context) error { return errOf(c.Events("default").List(ctx, metav1.ListOptions{})) }},
+		// Events are listed and watched (the kubelet's sandbox failures),
+		// never read one by one, changed or deleted but its own.
+		{"get an Event in default", func(ctx context.Context) error { return errOf(c.Events("default").Get(ctx, "x", metav1.GetOptions{})) }},
+		{"delete an Event in default", func(ctx context.Context) error {
+			return c.Events("default").Delete(ctx, "x", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}},
+		{"delete Events in kube-system", func(ctx context.Context) error {
+			return c.Events("kube-system").DeleteCollection(ctx, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}, metav1.ListOptions{})
+		}},
+		{"list events.k8s.io Events", func(ctx context.Context) error {
+			return errOf(sa.EventsV1().Events("").List(ctx, metav1.ListOptions{}))
+		}},
 		{"list Pods in default", func(ctx context.Context) error { return errOf(c.Pods("default").List(ctx, metav1.ListOptions{})) }},
 		{"get DaemonSet kube-system/kube-proxy", func(ctx context.Context) error {
 			return errOf(sa.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}))
@@ -244,6 +257,22 @@ func getDaemonSet(sa kubernetes.Interface, ns string) func(ctx context.Context) 
 	}
 }
 
+// listSandboxFailures lists, or watches, the kubelet's sandbox failures
+// in every namespace as the agent does.
+func listSandboxFailures(sa kubernetes.Interface, watch bool) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		opts := metav1.ListOptions{FieldSelector: sandbox.Selector}
+		if !watch {
+			return errOf(sa.CoreV1().Events("").List(ctx, opts))
+		}
+		w, err := sa.CoreV1().Events("").Watch(ctx, opts)
+		if err == nil {
+			w.Stop()
+		}
+		return err
+	}
+}
+
 func listNodePods(sa kubernetes.Interface, ns, node string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		return errOf(sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}))
@@ -279,7 +308,9 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 	expectAllowed(t, e.ctx,
 		request{"get DaemonSet kube-system/calico-node", getDaemonSet(sa, "kube-system")},
 		request{"list this node's pods in kube-system", listNodePods(sa, "kube-system", e.node)},
-		request{"request a token for calico-cni-plugin", tokenFor(sa, "kube-system", "calico-cni-plugin")})
+		request{"request a token for calico-cni-plugin", tokenFor(sa, "kube-system", "calico-cni-plugin")},
+		request{"list sandbox failures in every namespace", listSandboxFailures(sa, false)},
+		request{"watch sandbox failures in every namespace", listSandboxFailures(sa, true)})
 	// The operator's DaemonSet, absent here, is a not-found, never a 403:
 	// discovery looks there first on every install.
 	if err := getDaemonSet(sa, "calico-system")(e.ctx); !apierrors.IsNotFound(err) {

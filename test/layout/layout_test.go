@@ -27,6 +27,7 @@ var never = map[string][]string{
 	"sync/status":     {module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/stuck":      {module + "/sync/agent", module + "/cmd/"},
 	"sync/agent":      {module + "/sync/stuck", module + "/cmd/"},
+	"sync/sandbox":    {module + "/sync/inputs", module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/rollout":    {module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"sync/plan":       {module + "/sync/reconcile", module + "/sync/status", module + "/sync/agent", module + "/sync/stuck", module + "/cmd/"},
 	"test/harness":    {module + "/sync/", module + "/cmd/", module + "/cniconf"},
