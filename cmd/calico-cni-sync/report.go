@@ -12,9 +12,10 @@ import (
 )
 
 // runReport prints every node's state. With no node to judge it says so on
-// stderr, as kubectl's "No resources found", and exits 1: report vouches
-// that every node is InSync, and a selector that matches nothing (a typo in
-// -l, the wrong --context) must not pass for that.
+// stderr, as kubectl's "No resources found", and exits 0 as kubectl does (no
+// node is out of sync): the message on stderr is what tells a selector that
+// matches nothing (a typo in -l, the wrong --context) from a healthy cluster,
+// and a script counts the nodes in -o json.
 func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, error) {
 	cfg, err := restConfig(o)
 	if err != nil {
