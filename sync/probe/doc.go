@@ -78,8 +78,9 @@
 // a new token at every kubelet rotation, so the agent must not probe at
 // every pass: it probes a token once when it first appears (keyed by the
 // token's digest, as token.VerdictCache keys the API server's verdicts),
-// then once per check period, and at once after a sandbox failure event
-// (FailedCreatePodSandBox or FailedKillPod) for a pod on its node; an
+// then once per check period, and, with --probe-on-sandbox-failure, at once
+// after the kubelet's FailedCreatePodSandBox event for a pod on its node
+// (sync/sandbox; at most once per 30 s); an
 // unreachable verdict keeps the last one and is retried sooner. A legacy
 // Secret token's first rejected is asked once more a moment later before
 // it is believed, as token.VerdictCache does: the API server rejects such
