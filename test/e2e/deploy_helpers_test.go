@@ -41,6 +41,7 @@ func newSystemEnv(t testing.TB, fixture string) *env {
 	must(t, err)
 	_, err = core.ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
 	must(t, err)
+	e.cniBinding = bindCNIAccounts(t, ctx, e.ns)
 	e.applyFixture(fixture)
 	e.secret = e.populatedTokenSecret(pinnedSecret)
 	return e
@@ -58,7 +59,7 @@ func (e *env) installCalico(fixture string) {
 	manifest := strings.ReplaceAll(string(raw), "path: /etc/cni/net.d", "path: "+e.net)
 	// The operator writes the API address into the DaemonSet: this cluster's,
 	// on loopback, never the fixture's real cluster address.
-	host, port, _ := strings.Cut(cp.Host(), ":")
+	host, port, _ := strings.Cut(apiService(), ":")
 	manifest = strings.ReplaceAll(manifest, "value: 10.96.0.1\n", "value: "+host+"\n")
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
 	// The namespace is the test's to make and keep: deleting it with the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+	testharness "github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // seedNamespace holds the seed's install: calico-config and calico-node's
@@ -109,6 +110,14 @@ func (c *cluster) installSeed(ctx context.Context) (string, error) {
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}
 	if _, err := c.cp.Client.CoreV1().ServiceAccounts(seedNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	// calico-node's token is the CNI's: Calico's CNI ClusterRole, as its
+	// install binds it, so each agent's credential probe finds it ok.
+	if err := testharness.ServeCalicoCNI(ctx, c.cp.Config, c.cp.Client); err != nil {
+		return "", err
+	}
+	if err := testharness.BindCNIAccounts(ctx, c.cp.Client, "scale-cni-"+seedNamespace, seedNamespace); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", err
 	}
 	name := "calico-node-token-s0001"
