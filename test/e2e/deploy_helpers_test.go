@@ -61,6 +61,9 @@ func (e *env) installCalico(fixture string) {
 	// on loopback, never the fixture's real cluster address.
 	host, port, _ := strings.Cut(apiService(), ":")
 	manifest = strings.ReplaceAll(manifest, "value: 10.96.0.1\n", "value: "+host+"\n")
+	// And into cni-config's k8s_api_root, which the plugin (and the
+	// agent's credential probe) dials before the kubeconfig's server.
+	manifest = strings.ReplaceAll(manifest, "https://10.96.0.1:443", "https://"+apiService())
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
 	// The namespace is the test's to make and keep: deleting it with the
 	// install would leave it terminating under the next test.
