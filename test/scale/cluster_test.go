@@ -3,6 +3,7 @@ package scale
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,9 @@ func (c *cluster) installOperator(ctx context.Context, dir string) error {
 	host, port := c.hostPort()
 	manifest := strings.ReplaceAll(string(raw), "value: 10.96.0.1\n", "value: "+host+"\n")
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
+	// And into cni-config's k8s_api_root, which the agent's credential
+	// probe dials as Calico's plugin does.
+	manifest = strings.ReplaceAll(manifest, "https://10.96.0.1:443", "https://"+net.JoinHostPort(host, port))
 	var docs []string
 	for _, d := range strings.Split(manifest, "\n---\n") {
 		if !regexp.MustCompile(`(?m)^kind: Namespace$`).MatchString(d) {
