@@ -73,6 +73,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	metrics := status.NewMetrics()
 	reporter, stopEvents := status.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
+	reporter.Probed = r.Probe != nil
 	publisher := status.NewPublisher(reporter,
 		&status.Liveness{Client: client, Namespace: o.LeaseNamespace, Node: o.NodeName, Period: o.ResyncPeriod}, logger)
 	managed := append(inputs.ConfNames(), o.CNIKubeconfigName)

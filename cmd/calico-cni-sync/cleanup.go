@@ -95,19 +95,18 @@ func runCleanup(ctx context.Context, o *Options, stdout, stderr io.Writer) (int,
 	}
 	for i := range nodes {
 		n := &nodes[i]
-		if !hasCondition(n) {
-			continue
+		for _, typ := range agentConditions(n) {
+			// A strategic merge that deletes the condition by its type,
+			// the key the kubelet's conditions merge on: the other
+			// conditions are not touched, whoever writes them meanwhile.
+			patch := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"$patch":"delete"}]}}`, typ)
+			_, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+			if err != nil && !apierrors.IsNotFound(err) {
+				return exitError, fmt.Errorf("remove the %s condition of Node %s: %w", typ, n.Name, err)
+			}
+			_, _ = fmt.Fprintf(stdout, "node/%s condition %s removed\n", n.Name, typ)
+			removed++
 		}
-		// A strategic merge that deletes the condition by its type, the
-		// key the kubelet's conditions merge on: the other conditions are
-		// not touched, whoever writes them meanwhile.
-		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"$patch":"delete"}]}}`, status.ConditionType)
-		_, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
-		if err != nil && !apierrors.IsNotFound(err) {
-			return exitError, fmt.Errorf("remove the %s condition of Node %s: %w", status.ConditionType, n.Name, err)
-		}
-		_, _ = fmt.Fprintf(stdout, "node/%s condition %s removed\n", n.Name, status.ConditionType)
-		removed++
 	}
 	if removed == 0 {
 		_, _ = fmt.Fprintln(stderr, "Nothing to clean up: no Lease and no condition of calico-cni-sync found")
@@ -115,13 +114,16 @@ func runCleanup(ctx context.Context, o *Options, stdout, stderr io.Writer) (int,
 	return exitOK, nil
 }
 
-func hasCondition(n *corev1.Node) bool {
+// agentConditions are the agent's condition types the Node has:
+// CalicoCNIConfigDrift and CalicoCNICredentialHealthy.
+func agentConditions(n *corev1.Node) []corev1.NodeConditionType {
+	var out []corev1.NodeConditionType
 	for _, c := range n.Status.Conditions {
-		if c.Type == status.ConditionType {
-			return true
+		if c.Type == status.ConditionType || c.Type == status.CredentialConditionType {
+			out = append(out, c.Type)
 		}
 	}
-	return false
+	return out
 }
 
 // agentGoneWait is how long cleanup waits for agent pods that are going

@@ -92,8 +92,9 @@ type Options struct {
 	// TokenCheckPeriod is how often the token on disk is checked against the API server.
 	TokenCheckPeriod time.Duration
 	// CredentialProbe judges the token on disk by Calico's plugin's own
-	// first request with the file's server, CA and token; false: by a
-	// review with the agent's own server and CA.
+	// first request with the file's server, CA and token, and publishes
+	// the CalicoCNICredentialHealthy condition; false: by a review with
+	// the agent's own server and CA, and that condition is Unknown.
 	CredentialProbe bool
 	// ProbeOnSandboxFailure watches the kubelet's FailedCreatePodSandBox
 	// events and probes the CNI credential at once when one is for a pod
@@ -165,7 +166,7 @@ func NewOptions() *Options {
 		LeaseNamespace:    status.LeaseNamespace(),
 		TokenTTL:          24 * time.Hour,
 		TokenCheckPeriod:  10 * time.Minute,
-		CredentialProbe:   false,
+		CredentialProbe:   true,
 		HTTPAddr:          ":9645",
 		LogFormat:         "text",
 		Output:            "text",
@@ -211,7 +212,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
 	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe. Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
-	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file, and report every CNI credential (default false: by a review with the agent's own server and CA)")
+	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file (that server only), report every CNI credential and the CalicoCNICredentialHealthy condition (false: by a review with the agent's own server and CA; the condition is Unknown)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")

@@ -1,6 +1,7 @@
 // Package status is what the cluster and the node's operator see of the
 // agent: the CalicoCNIConfigDrift Node condition, encoded (ConditionFor) and
-// decoded (NodeStateOf, TokenEvidence) here and nowhere else; the Events;
+// decoded (NodeStateOf, TokenEvidence) here and nowhere else, and the
+// CalicoCNICredentialHealthy condition (CredentialConditionFor); the Events;
 // the Publisher that patches the condition and writes the status file apart
 // from the passes; the Prometheus metrics; the per-node Lease and the
 // health probes.

@@ -22,7 +22,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
-// Reporter tells the cluster what the agent sees: the Node condition, Events
+// Reporter tells the cluster what the agent sees: the Node conditions, Events
 // on the Node, and the status file. It remembers what it last said so a
 // persisting state is neither re-patched nor re-announced.
 type Reporter struct {
@@ -34,8 +34,13 @@ type Reporter struct {
 	// advice tells what to do about a rejected token, per source.
 	advice string
 
-	last      *corev1.NodeCondition
-	announced map[string]string // per file: the drift already announced
+	// Probed says the agent judges the CNI credential by the plugin's own
+	// request (--credential-probe): without it CalicoCNICredentialHealthy
+	// is Unknown.
+	Probed bool
+
+	last      map[corev1.NodeConditionType]corev1.NodeCondition // per type: as last patched or read
+	announced map[string]string                                 // per file: the drift already announced
 	renderErr string
 	rejected  bool
 	forbidden string // the refusal already announced
@@ -75,7 +80,7 @@ func (r *Reporter) Publish(ctx context.Context, rep *reconcile.Report) error {
 	// The condition first: it is what the cluster waits for. Both errors
 	// stay wrapped: the agent tells an API server that refuses its
 	// credential (its own fault) from one that is away.
-	patchErr := r.patchCondition(ctx, ConditionFor(rep, r.advice))
+	patchErr := r.patchConditions(ctx, ConditionFor(rep, r.advice), CredentialConditionFor(rep, r.Probed))
 	statusErr := r.writeStatus(rep)
 	switch {
 	case patchErr != nil && statusErr != nil:
@@ -174,8 +179,9 @@ func describeToken(t token.Info) string {
 	return s
 }
 
-// patchCondition patches the Node's status only when the condition changed.
-func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) error {
+// patchConditions patches the Node's status only when one of the agent's
+// conditions changed, with the changed ones only, in one patch.
+func (r *Reporter) patchConditions(ctx context.Context, cs ...corev1.NodeCondition) error {
 	ctx, cancel := context.WithTimeout(ctx, inputs.APITimeout)
 	defer cancel()
 	if r.last == nil {
@@ -183,29 +189,42 @@ func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) e
 		if err != nil {
 			return fmt.Errorf("get Node %s: %w", r.node, err)
 		}
-		for i := range node.Status.Conditions {
-			if node.Status.Conditions[i].Type == ConditionType {
-				r.last = node.Status.Conditions[i].DeepCopy()
+		r.last = map[corev1.NodeConditionType]corev1.NodeCondition{}
+		for _, c := range node.Status.Conditions {
+			for _, mine := range cs {
+				if c.Type == mine.Type {
+					r.last[c.Type] = *c.DeepCopy()
+				}
 			}
 		}
 	}
-	if r.last != nil && r.last.Status == c.Status && r.last.Reason == c.Reason && r.last.Message == c.Message {
+	now := metav1.Now()
+	var changed []corev1.NodeCondition
+	for _, c := range cs {
+		last, ok := r.last[c.Type]
+		if ok && last.Status == c.Status && last.Reason == c.Reason && last.Message == c.Message {
+			continue
+		}
+		c.LastHeartbeatTime, c.LastTransitionTime = now, now
+		if ok && last.Status == c.Status {
+			c.LastTransitionTime = last.LastTransitionTime
+		}
+		changed = append(changed, c)
+	}
+	if len(changed) == 0 {
 		return nil
 	}
-	now := metav1.Now()
-	c.LastHeartbeatTime, c.LastTransitionTime = now, now
-	if r.last != nil && r.last.Status == c.Status {
-		c.LastTransitionTime = r.last.LastTransitionTime
-	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{c}}})
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": changed}})
 	if err != nil {
 		return fmt.Errorf("encode condition: %w", err)
 	}
 	if _, err := r.client.CoreV1().Nodes().PatchStatus(ctx, r.node, patch); err != nil {
 		return fmt.Errorf("patch Node %s condition: %w", r.node, err)
 	}
-	r.last = &c
-	r.logger.Info("node condition changed", "status", c.Status, "reason", c.Reason)
+	for _, c := range changed {
+		r.last[c.Type] = c
+		r.logger.Info("node condition changed", "type", c.Type, "status", c.Status, "reason", c.Reason)
+	}
 	return nil
 }
 

@@ -86,7 +86,7 @@ func (c *VerdictCache) RefreshProbed(ctx context.Context, tokens []string, force
 		c.entries = map[[32]byte]verdict{}
 	}
 	now := c.now()
-	var due []string
+	var due, unprobed []string
 	keep := map[[32]byte]verdict{}
 	for _, t := range tokens {
 		k := sha256.Sum256([]byte(t))
@@ -94,11 +94,24 @@ func (c *VerdictCache) RefreshProbed(ctx context.Context, tokens []string, force
 		switch {
 		case !ok, force, !e.unanswered && now.Sub(e.at) >= c.Period, e.unanswered && now.Sub(e.at) >= retryUnknown:
 			due = append(due, t)
+		case probe != nil && e.finding.Accepted != nil && e.finding.Verdict == "":
+			unprobed = append(unprobed, t)
 		}
 		keep[k] = e
 	}
 	c.entries = keep
 	c.mu.Unlock()
+	// A token judged by review alone (its file was not written yet, or a
+	// repair asked about it before writing it) is probed as soon as a
+	// credential on disk holds it, not a period later: until then there
+	// is no verdict on what the plugin gets. Only the probe is asked (it
+	// makes no request when no credential holds the token), and an
+	// answer that says nothing is not kept: the next refresh tries again.
+	for _, t := range unprobed {
+		if f, ok := probe(ctx, t); ok && f.Accepted != nil {
+			c.keep(t, f)
+		}
+	}
 	for _, t := range due {
 		ask := func(ctx context.Context) Finding {
 			if probe != nil {

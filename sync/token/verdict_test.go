@@ -149,3 +149,46 @@ func TestDueAsksAgainBeforeThePeriod(t *testing.T) {
 		t.Fatalf("probed %d times; a token not due was probed again", probed)
 	}
 }
+
+// TestReviewedTokenProbedOnceOnDisk: a token judged by review before any
+// credential on disk held it (a repair asks about a token before writing
+// it) is probed at the next refresh that finds it on disk, not a period
+// later; until a credential holds it, no request is made for it; an
+// unreachable probe keeps the review's finding and is tried again.
+func TestReviewedTokenProbedOnceOnDisk(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	checks := 0
+	c := &VerdictCache{Period: 10 * time.Minute, Now: func() time.Time { return clock },
+		Check: func(context.Context, string) *bool { checks++; return ptr(true) }}
+	ctx := context.Background()
+	c.CheckNow(ctx, "tok")
+	onDisk, probes := false, 0
+	answer := Finding{Accepted: ptr(true), Verdict: "ok"}
+	probe := func(context.Context, string) (Finding, bool) {
+		if !onDisk {
+			return Finding{}, false
+		}
+		probes++
+		return answer, true
+	}
+	c.RefreshProbed(ctx, []string{"tok"}, false, probe)
+	if checks != 1 || probes != 0 || c.Finding("tok").Verdict != "" {
+		t.Fatalf("not on disk yet: %d checks, %d probes, verdict %q", checks, probes, c.Finding("tok").Verdict)
+	}
+	onDisk = true
+	answer = Finding{} // unreachable
+	c.RefreshProbed(ctx, []string{"tok"}, false, probe)
+	if f := c.Finding("tok"); probes != 1 || f.Verdict != "" || f.Accepted == nil || !*f.Accepted {
+		t.Fatalf("unreachable: %d probes, finding %+v", probes, f)
+	}
+	answer = Finding{Accepted: ptr(true), Verdict: "forbidden"}
+	c.RefreshProbed(ctx, []string{"tok"}, false, probe)
+	if f := c.Finding("tok"); probes != 2 || f.Verdict != "forbidden" || checks != 1 {
+		t.Fatalf("on disk: %d probes, %d checks, finding %+v", probes, checks, f)
+	}
+	// Judged by its probe: periodic from now on.
+	c.RefreshProbed(ctx, []string{"tok"}, false, probe)
+	if probes != 2 {
+		t.Fatalf("a probed token was probed again before its period: %d probes", probes)
+	}
+}

@@ -66,9 +66,26 @@ func applyInstall(ctx context.Context, e *env, fixture, cniDir string) ([]string
 				return nil, fmt.Errorf("DaemonSet %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 			}
 		}
+		if u.GetKind() == "ConfigMap" {
+			// The operator writes the address into cni-config's
+			// k8s_api_root too, which Calico's plugin (and the agent's
+			// credential probe) dials before the kubeconfig's server.
+			data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+			for k, v := range data {
+				data[k] = strings.ReplaceAll(v, "https://"+net.JoinHostPort(fixtureServiceHost, fixtureServicePort), "https://"+e.cp.Host())
+			}
+			if data != nil {
+				if err := unstructured.SetNestedStringMap(u.Object, data, "data"); err != nil {
+					return nil, err
+				}
+			}
+		}
 		y, err := yaml.Marshal(u.Object)
 		if err != nil {
 			return nil, err
+		}
+		if strings.Contains(string(y), fixtureServiceHost) && u.GetKind() != "Namespace" {
+			return nil, fmt.Errorf("%s %s still names %s, which nothing here may dial", u.GetKind(), u.GetName(), fixtureServiceHost)
 		}
 		doc.WriteString("---\n")
 		doc.Write(y)

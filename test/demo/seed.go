@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -46,11 +47,23 @@ func seedStory(ctx context.Context, e *env) error {
 	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	// Calico v2.6's manifest grants calico-node what its CNI plugin asks
+	// first (a GET of the pod), which the agent's credential probe asks too.
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "calico-node-" + ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "nodes", "namespaces"}, Verbs: []string{"get"}}}}
+	if _, err := c.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "calico-node"}}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 	first, err := newTokenSecret(ctx, c, "calico-node-token-x7k2p")
 	if err != nil {
 		return err
 	}
-	fmt.Println("   ServiceAccount calico-node, token Secret calico-node-token-x7k2p populated by the token controller:", cniconf.RedactedToken(first))
+	fmt.Println("   ServiceAccount calico-node (with the get of pods Calico v2.6's RBAC grants its CNI plugin), token Secret calico-node-token-x7k2p populated by the token controller:", cniconf.RedactedToken(first))
 
 	common := e.agentArgs(node, "seed")
 	netDir := filepath.Join(e.dir, "seed", "etc-cni-net.d")

@@ -48,7 +48,7 @@ func todayStory(ctx context.Context, e *env) error {
 		fmt.Printf("     %s\n", strings.Join(applied[i:min(i+3, len(applied))], ", "))
 	}
 	fmt.Printf("   for this machine, the DaemonSet's cni-net-dir hostPath %s -> %s\n", fixtureCNIDir, netDir)
-	fmt.Printf("   and its literal KUBERNETES_SERVICE_HOST/PORT %s:%s -> %s (nothing here dials a non-loopback address)\n",
+	fmt.Printf("   and its literal KUBERNETES_SERVICE_HOST/PORT, and cni-config's k8s_api_root, %s:%s -> %s (nothing here dials a non-loopback address)\n",
 		fixtureServiceHost, fixtureServicePort, e.cp.Host())
 	if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: operatorNode, Labels: linuxNode}}, metav1.CreateOptions{}); err != nil {
 		return err

@@ -99,16 +99,45 @@ func (a *agent) metric(name string, labelParts ...string) float64 {
 
 // condition is the node's CalicoCNIConfigDrift condition.
 func (e *env) condition(node string) (*corev1.NodeCondition, error) {
+	return e.conditionOf(node, "CalicoCNIConfigDrift")
+}
+
+// conditionOf is the node's condition of a type.
+func (e *env) conditionOf(node string, typ corev1.NodeConditionType) (*corev1.NodeCondition, error) {
 	n, err := e.client.CoreV1().Nodes().Get(e.ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
 	for i := range n.Status.Conditions {
-		if n.Status.Conditions[i].Type == "CalicoCNIConfigDrift" {
+		if n.Status.Conditions[i].Type == typ {
 			return &n.Status.Conditions[i], nil
 		}
 	}
-	return nil, fmt.Errorf("node %s has no CalicoCNIConfigDrift condition", node)
+	return nil, fmt.Errorf("node %s has no %s condition", node, typ)
+}
+
+// waitHealthy waits for the node's CalicoCNICredentialHealthy condition to
+// have the status and reason, and its message each fragment.
+func (e *env) waitHealthy(node string, status corev1.ConditionStatus, reason string, msg ...string) *corev1.NodeCondition {
+	e.t.Helper()
+	var c *corev1.NodeCondition
+	e.eventually(30*time.Second, fmt.Sprintf("CalicoCNICredentialHealthy %s/%s on %s", status, reason, node), func() error {
+		var err error
+		if c, err = e.conditionOf(node, "CalicoCNICredentialHealthy"); err != nil {
+			return err
+		}
+		if c.Status != status || c.Reason != reason {
+			return fmt.Errorf("CalicoCNICredentialHealthy is %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+		for _, m := range msg {
+			if !strings.Contains(c.Message, m) {
+				return fmt.Errorf("message %q lacks %q", c.Message, m)
+			}
+		}
+		return nil
+	})
+	e.noTokenIn(c.Message)
+	return c
 }
 
 // waitCondition waits for the condition's status and reason, and for its

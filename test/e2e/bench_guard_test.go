@@ -65,8 +65,14 @@ func BenchmarkIdleAgent(b *testing.B) {
 func benchIdle(b *testing.B, in changeInstall) {
 	scale := time.Duration(*idleScale)
 	resync, check, window := 5*time.Minute/scale, 10*time.Minute/scale, time.Hour/scale
-	e := in.setup(b)
 	proxy := harness.NewProxy(b, cp.Config, cp.Host())
+	// The proxy is the cluster's API address too, as the kubernetes
+	// Service is on a cluster: calico-kubeconfig names it, with the CA the
+	// agent has for it, so the plugin's request the agent's credential
+	// probe makes is counted with the agent's own.
+	restore := serveAPIThrough(proxy.Host())
+	defer restore()
+	e := in.setup(b)
 	kc := filepath.Join(e.dir, "proxied.kubeconfig")
 	must(b, cp.WriteKubeconfig(kc, proxy.Config()))
 	e.kubeconfig = kc

@@ -13,7 +13,8 @@ import (
 )
 
 // TestCleanup: after the agent is gone, cleanup removes its Lease and its
-// Node condition, for one node or for all, and leaves the CNI files, the
+// Node conditions (CalicoCNIConfigDrift and CalicoCNICredentialHealthy),
+// for one node or for all, and leaves the CNI files, the
 // other nodes and the other conditions alone; it refuses while an agent
 // pod is still on the node.
 func TestCleanup(t *testing.T) {
@@ -21,6 +22,7 @@ func TestCleanup(t *testing.T) {
 	other := e.addNode("other")
 	a := e.startAgent()
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.waitHealthy(e.node, corev1.ConditionTrue, "CredentialOK")
 	e.eventually(30*time.Second, "the agent's Lease", func() error {
 		if len(e.agentLeases(e.node)) == 0 {
 			return errorf("no Lease for %s", e.node)
@@ -76,7 +78,8 @@ func TestCleanup(t *testing.T) {
 
 	// One node: its Lease and condition go; the other node's stay.
 	code, out := cleanup("--node-name", e.node)
-	if code != 0 || !strings.Contains(out, "calico-cni-sync-"+e.node+" deleted") || !strings.Contains(out, "node/"+e.node+" condition CalicoCNIConfigDrift removed") {
+	if code != 0 || !strings.Contains(out, "calico-cni-sync-"+e.node+" deleted") || !strings.Contains(out, "node/"+e.node+" condition CalicoCNIConfigDrift removed") ||
+		!strings.Contains(out, "node/"+e.node+" condition CalicoCNICredentialHealthy removed") {
 		t.Fatalf("cleanup --node-name: exit %d: %s", code, out)
 	}
 	t.Logf("cleanup --node-name %s:\n%s", e.node, out)
@@ -135,7 +138,7 @@ func (e *env) hasAgentCondition(node string) bool {
 	n, err := e.client.CoreV1().Nodes().Get(e.ctx, node, metav1.GetOptions{})
 	must(e.t, err)
 	for _, c := range n.Status.Conditions {
-		if c.Type == "CalicoCNIConfigDrift" {
+		if c.Type == "CalicoCNIConfigDrift" || c.Type == "CalicoCNICredentialHealthy" {
 			return true
 		}
 	}

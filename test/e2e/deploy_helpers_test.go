@@ -41,6 +41,7 @@ func newSystemEnv(t testing.TB, fixture string) *env {
 	must(t, err)
 	_, err = core.ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
 	must(t, err)
+	e.cniBinding = bindCNIAccounts(t, ctx, e.ns)
 	e.applyFixture(fixture)
 	e.secret = e.populatedTokenSecret(pinnedSecret)
 	return e
@@ -58,8 +59,11 @@ func (e *env) installCalico(fixture string) {
 	manifest := strings.ReplaceAll(string(raw), "path: /etc/cni/net.d", "path: "+e.net)
 	// The operator writes the API address into the DaemonSet: this cluster's,
 	// on loopback, never the fixture's real cluster address.
-	host, port, _ := strings.Cut(cp.Host(), ":")
+	host, port, _ := strings.Cut(apiService(), ":")
 	manifest = strings.ReplaceAll(manifest, "value: 10.96.0.1\n", "value: "+host+"\n")
+	// And into cni-config's k8s_api_root, which the plugin (and the
+	// agent's credential probe) dials before the kubeconfig's server.
+	manifest = strings.ReplaceAll(manifest, "https://10.96.0.1:443", "https://"+apiService())
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
 	// The namespace is the test's to make and keep: deleting it with the
 	// install would leave it terminating under the next test.

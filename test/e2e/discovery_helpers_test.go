@@ -25,17 +25,14 @@ import (
 // nodeArgs are the flags that place the agent on this env's node: its own
 // credentials, its directories and a free port. None names an input: the
 // DaemonSet, ConfigMaps, token source, service account and policy are all
-// discovered, as with the shipped DaemonSet (args: []). Tests that isolate
+// discovered, as with the shipped DaemonSet (args: []), and the credential
+// is probed as it ships (the env's CNI accounts have Calico's RBAC, and the
+// dial guard fails a run whose agent dials off loopback). Tests that isolate
 // their install in a namespace of their own add --calico-daemonset.
 func (e *env) nodeArgs(extra ...string) []string {
 	return append([]string{"--kubeconfig", e.kubeconfig, "--cni-net-dir", e.net,
 		"--state-dir", filepath.Join(e.dir, "state"), "--backup-dir", filepath.Join(e.dir, "backups"),
-		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0",
-		// The install fixtures' kubeconfigs name the fixtures' cluster
-		// address (10.96.0.1), which must not be dialled: a test that
-		// probes the credential on disk names a loopback server and
-		// passes --credential-probe=true.
-		"--credential-probe=false"}, extra...)
+		"--status-file", e.statusFile(), "--http-addr", "127.0.0.1:0"}, extra...)
 }
 
 func (e *env) statusFile() string { return filepath.Join(e.dir, "status.json") }

@@ -32,7 +32,11 @@ const installCNIKubeconfig = "/etc/cni/net.d/calico-kubeconfig"
 func TestDiscoveryOperatorInstallNoFlags(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
 	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net))
-	if code, out := e.runNode(e.nodeArgs("--once")...); code != 0 {
+	// The kubeconfig is rendered with the DaemonSet's literal cluster
+	// address (10.96.0.1), which is what this test checks and what must
+	// never be dialled here: no credential probe in this test.
+	noProbe := "--credential-probe=false"
+	if code, out := e.runNode(e.nodeArgs("--once", noProbe)...); code != 0 {
 		t.Fatalf("--once exit %d\n%s", code, out)
 	}
 
@@ -78,7 +82,7 @@ func TestDiscoveryOperatorInstallNoFlags(t *testing.T) {
 		t.Fatalf("the token written is %q (%v), want calico-cni-plugin's", who, err)
 	}
 
-	code, rep := e.driftJSON()
+	code, rep := e.driftJSON(noProbe)
 	if code != 0 {
 		t.Fatalf("drift after --once: exit %d: %+v", code, rep)
 	}
@@ -96,7 +100,7 @@ func TestDiscoveryOperatorInstallNoFlags(t *testing.T) {
 	// A hand edit on an operator install: the lasting change is made in
 	// the Installation, not in cni-config (the operator rewrites it).
 	must(t, os.WriteFile(filepath.Join(e.net, "10-calico.conflist"), []byte(strings.Replace(conf, `"mtu":0,`, `"mtu":1400,`, 1)), 0o600))
-	code, out := e.runNode(e.nodeArgs("drift")...)
+	code, out := e.runNode(e.nodeArgs("drift", noProbe)...)
 	if code != 1 || !strings.Contains(out, "Drifted") || !strings.Contains(out, "Installation resource") {
 		t.Fatalf("drift after a hand edit: exit %d\n%s", code, out)
 	}

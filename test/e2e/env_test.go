@@ -33,6 +33,8 @@ var (
 	cp     *controlplane.ControlPlane
 	binary string
 	seq    atomic.Int32
+	// guard refuses, and reports, what an agent dials off loopback.
+	guard *dialGuard
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +48,16 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer stop()
-		return m.Run()
+		if guard, err = startDialGuard(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		code := m.Run()
+		if dialled := guard.dialled(); len(dialled) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: an agent dialled addresses that are not the test API server's (a rendered kubeconfig names the fixtures' cluster address?): %s\n", strings.Join(dialled, ", "))
+			return 1
+		}
+		return code
 	}())
 }
 
@@ -64,6 +75,9 @@ type env struct {
 	// token flags), as the manifests run it.
 	bare   bool
 	secret string // the current token Secret
+	// cniBinding grants the env's CNI accounts Calico's CNI ClusterRole
+	// (bindCNIAccounts).
+	cniBinding string
 }
 
 func newEnv(t testing.TB, fixture string) *env {
@@ -84,6 +98,7 @@ func newEnv(t testing.TB, fixture string) *env {
 	})
 	_, err = cp.Client.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
 	must(t, err)
+	e.cniBinding = bindCNIAccounts(t, ctx, e.ns)
 	e.applyFixture(fixture)
 	e.secret = e.newTokenSecret("calico-node-token-a0001")
 	e.kubeconfig = filepath.Join(e.dir, "admin.kubeconfig")
@@ -202,11 +217,25 @@ func (e *env) args(extra ...string) []string {
 	return append(base, extra...)
 }
 
+// apiService is the API server's address as the kubelet gives it to pods
+// (KUBERNETES_SERVICE_HOST/PORT) and the operator writes it into
+// calico-node's DaemonSet: the test API server, or a benchmark's counting
+// proxy in front of it (serveAPIThrough).
+var apiService = func() string { return cp.Host() }
+
+// serveAPIThrough makes host the API server's address for what is set up
+// and started until the returned function restores it.
+func serveAPIThrough(host string) (restore func()) {
+	prev := apiService
+	apiService = func() string { return host }
+	return func() { apiService = prev }
+}
+
 // procEnv is the env install-cni would have: the API server the CNI plugin
-// should reach.
+// should reach; and the dial guard as the proxy for anything off loopback.
 func procEnv() []string {
-	host, port, _ := strings.Cut(cp.Host(), ":")
-	return append(os.Environ(), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
+	host, port, _ := strings.Cut(apiService(), ":")
+	return append(append(os.Environ(), guard.env()...), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
 }
 
 // run runs the command to completion and checks no token reached its output.

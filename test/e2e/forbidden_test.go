@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 )
@@ -28,31 +28,21 @@ import (
 // metric calico_cni_sync_credential_verdict{plugin="calico",verdict=
 // "forbidden"} at 1, token.verdict forbidden in the status file; and it
 // writes nothing (no new token fixes RBAC: the file keeps its bytes). The
-// binding restored, the node is InSync again.
+// node's CalicoCNICredentialHealthy condition, what a NodeReadinessRule
+// acts on, follows: True while the binding is there, False
+// (CredentialForbidden) without it. The binding restored, the node is
+// InSync and CalicoCNICredentialHealthy True again.
 func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 	e := newInstallEnv(t, "")
-	serveClusterInformation(t, e.ctx, e.kubeconfig)
-	if out, err := kubectl(e.ctx, e.kubeconfig, "apply", "--server-side", "-f", filepath.Join("..", "realnode", "testdata", "clusterinformation-default.yaml")); err != nil {
-		t.Fatalf("create clusterinformations/default: %v\n%s", err, out)
-	}
 	e.applyInstall("operator-v3.32.yaml", intoNamespace(e.ns), cniHostPath(t, e.net), apiServerHere())
 	// The fixture's cluster-scoped RBAC is another test's to hold; this
-	// install's CNI account gets a ClusterRole and binding of its own,
-	// with what Calico's plugin asks first.
-	name := e.ns + "-calico-cni-plugin"
-	_, err := cp.Client.RbacV1().ClusterRoles().Create(e.ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"crd.projectcalico.org"}, Resources: []string{"clusterinformations"}, Verbs: []string{"get"}}}},
-		metav1.CreateOptions{})
+	// install's CNI account has Calico's CNI ClusterRole through the
+	// env's own binding (bindCNIAccounts), which this test takes away.
+	binding, err := cp.Client.RbacV1().ClusterRoleBindings().Get(e.ctx, e.cniBinding, metav1.GetOptions{})
 	must(t, err)
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: e.ns, Name: "calico-cni-plugin"}}}
-	_, err = cp.Client.RbacV1().ClusterRoleBindings().Create(e.ctx, binding, metav1.CreateOptions{})
+	// A Linux node, as the node-readiness Component's rule selects.
+	_, err = cp.Client.CoreV1().Nodes().Patch(e.ctx, e.node, types.MergePatchType, []byte(`{"metadata":{"labels":{"kubernetes.io/os":"linux"}}}`), metav1.PatchOptions{})
 	must(t, err)
-	t.Cleanup(func() {
-		_ = cp.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = cp.Client.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
 
 	// install-cni's address edited to the loopback API server: the
 	// probe dials the server the file names.
@@ -63,8 +53,11 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 	content := tokenWatchKubeconfig(e, server, cp.CAData(), tok)
 	must(t, os.WriteFile(path, content, 0o600))
 
-	a := e.startNodeAgent("--calico-daemonset", e.ns+"/calico-node", "--token-check-period", "2s", "--credential-probe=true")
+	e.waitRuleTaints(false) // no condition yet: the rule's defaultStatus
+	a := e.startNodeAgent("--calico-daemonset", e.ns+"/calico-node", "--token-check-period", "2s")
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.waitHealthy(e.node, corev1.ConditionTrue, "CredentialOK")
+	e.waitRuleTaints(false)
 	e.waitStatus("the credential verdict ok", func(r nodeReport) error {
 		if r.Token.Policy != "guard" || r.Token.Verdict != "ok" {
 			return errorf("token %+v", r.Token)
@@ -77,6 +70,8 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 	subject := saSubject(e.ns, "calico-cni-plugin")
 	e.waitCondition(e.node, corev1.ConditionTrue, "CNIForbidden",
 		"get clusterinformations.crd.projectcalico.org", subject, "ClusterRoleBinding calico-cni-plugin")
+	e.waitHealthy(e.node, corev1.ConditionFalse, "CredentialForbidden", "get clusterinformations.crd.projectcalico.org")
+	e.waitRuleTaints(true)
 	e.waitEvent(e.node, "CNIForbidden", "get clusterinformations.crd.projectcalico.org")
 	e.waitStatus("the credential verdict forbidden", func(r nodeReport) error {
 		if r.Token.Verdict != "forbidden" || r.Token.Accepted == nil || !*r.Token.Accepted {
@@ -107,10 +102,12 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 		t.Fatalf("%d CNIForbidden events, want 1 (once per cause)", n)
 	}
 
-	binding.ResourceVersion = ""
+	binding.ResourceVersion, binding.UID = "", ""
 	_, err = cp.Client.RbacV1().ClusterRoleBindings().Create(e.ctx, binding, metav1.CreateOptions{})
 	must(t, err)
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.waitHealthy(e.node, corev1.ConditionTrue, "CredentialOK")
+	e.waitRuleTaints(false)
 	e.waitStatus("the credential verdict ok again", func(r nodeReport) error {
 		if r.Token.Verdict != "ok" {
 			return errorf("token %+v", r.Token)
@@ -148,7 +145,7 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 		}
 		return nil
 	})
-	_, rep := e.driftJSON("--calico-daemonset", e.ns+"/calico-node", "--credential-probe=true")
+	_, rep := e.driftJSON("--calico-daemonset", e.ns+"/calico-node")
 	if v, msg, _ := rep.credential("multus", multusHost); v != "rejected" {
 		t.Fatalf("drift -o json: multus %q %s (%+v)", v, msg, rep.Credentials)
 	}
@@ -166,14 +163,16 @@ func TestForbiddenCredentialIsReportedNeverRewritten(t *testing.T) {
 // apiServerHere points install-cni's literal KUBERNETES_SERVICE_HOST and
 // KUBERNETES_SERVICE_PORT, and the operator's k8s_api_root in cni-config,
 // at the loopback API server, as installCalico does: the credential the
-// plugin would use names it, never the fixture's cluster address.
+// plugin would use names it, never the fixture's cluster address, which
+// the agent's credential probe would dial (and the dial guard refuse).
+// Every operator install a test applies with an agent probing takes it.
 func apiServerHere() installEdit {
-	host, port, _ := strings.Cut(cp.Host(), ":")
+	host, port, _ := strings.Cut(apiService(), ":")
 	return func(u *unstructured.Unstructured) bool {
 		if u.GetKind() == "ConfigMap" {
 			data, _, _ := unstructured.NestedStringMap(u.Object, "data")
 			for k, v := range data {
-				data[k] = strings.ReplaceAll(v, "https://10.96.0.1:443", "https://"+cp.Host())
+				data[k] = strings.ReplaceAll(v, "https://10.96.0.1:443", "https://"+apiService())
 			}
 			if data != nil {
 				_ = unstructured.SetNestedStringMap(u.Object, data, "data")

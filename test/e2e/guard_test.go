@@ -24,7 +24,7 @@ import (
 // (the agent's writes are renames).
 func TestGuardLeavesTokenWatcherAlone(t *testing.T) {
 	e := newInstallEnv(t, "")
-	e.applyInstall("operator-v3.32.yaml", intoNamespace(e.ns), cniHostPath(t, e.net))
+	e.applyInstall("operator-v3.32.yaml", intoNamespace(e.ns), cniHostPath(t, e.net), apiServerHere())
 	ds := e.daemonSet(e.ns, "calico-node")
 	spec := &ds.Spec.Template.Spec
 	// calico-node's watcher builds the server from its own env, which the

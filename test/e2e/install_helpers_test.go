@@ -63,6 +63,7 @@ func newInstallEnv(t testing.TB, ns string) *env {
 		must(t, err)
 		t.Cleanup(func() { purgeNamespace(t, e.ns) })
 	}
+	e.cniBinding = bindCNIAccounts(t, ctx, e.ns)
 	return e
 }
 

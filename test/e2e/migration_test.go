@@ -57,7 +57,7 @@ func TestDiscoveryOperatorMigration(t *testing.T) {
 	pre.labelNode("pre-operator")
 	mig.labelNode("migrated")
 	pre.applyInstall("manifest-v3.32.yaml", cniHostPath(t, pre.net), migrationSelector(t, "pre-operator"))
-	mig.applyInstall("operator-v3.32.yaml", cniHostPath(t, mig.net), migrationSelector(t, "migrated"))
+	mig.applyInstall("operator-v3.32.yaml", cniHostPath(t, mig.net), migrationSelector(t, "migrated"), apiServerHere())
 
 	// No pod yet on either node: the DaemonSet that would schedule there.
 	for _, tc := range []struct {
@@ -145,7 +145,7 @@ func TestDiscoveryOperatorMigrationUnderDefaultRBAC(t *testing.T) {
 	pre.labelNode("pre-operator")
 	mig.labelNode("migrated")
 	pre.applyInstall("manifest-v3.32.yaml", cniHostPath(t, pre.net), migrationSelector(t, "pre-operator"))
-	mig.applyInstall("operator-v3.32.yaml", cniHostPath(t, mig.net), migrationSelector(t, "migrated"))
+	mig.applyInstall("operator-v3.32.yaml", cniHostPath(t, mig.net), migrationSelector(t, "migrated"), apiServerHere())
 	deploy(t, pre.ctx, manifestsBase)
 
 	caFile := filepath.Join(pre.dir, "ca.crt")

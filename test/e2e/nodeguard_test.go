@@ -88,7 +88,8 @@ func TestNodeGuardWithEveryVariant(t *testing.T) {
 // TestNodeGuard: the default manifests with the node-guard Component on the
 // real API server. The agent's ServiceAccount, with the token the kubelet
 // mounts into its Pod on node A, may patch node A's CalicoCNIConfigDrift
-// condition as the agent does, and nothing else of any Node: not node B,
+// and CalicoCNICredentialHealthy conditions as the agent does (each alone
+// and both in one patch), and nothing else of any Node: not node B,
 // not another condition, status field or label of node A, not with a token
 // that names no node, not through the Node itself even with more RBAC.
 // Other users are not affected.
@@ -137,17 +138,29 @@ func TestNodeGuard(t *testing.T) {
 			t.Fatalf("the agent on node A sets its condition to %s: %v", c.reason, err)
 		}
 	}
+	for _, p := range [][]byte{
+		healthPatch(corev1.ConditionTrue, "CredentialOK"),
+		conditionsPatch(t, corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: corev1.ConditionTrue, Reason: "CNIForbidden"},
+			corev1.NodeCondition{Type: "CalicoCNICredentialHealthy", Status: corev1.ConditionFalse, Reason: "CredentialForbidden"}),
+	} {
+		if _, err := agent.CoreV1().Nodes().PatchStatus(ctx, nodeA, p); err != nil {
+			t.Fatalf("the agent on node A patches its conditions %s: %v", p, err)
+		}
+	}
 	a, err := core.Nodes().Get(ctx, nodeA, metav1.GetOptions{})
 	must(t, err)
-	if c := condition(a, "CalicoCNIConfigDrift"); c == nil || c.Status != corev1.ConditionTrue || c.Reason != "Drifted" {
-		t.Fatalf("node A's CalicoCNIConfigDrift is %+v, want True Drifted", c)
+	if c := condition(a, "CalicoCNIConfigDrift"); c == nil || c.Status != corev1.ConditionTrue || c.Reason != "CNIForbidden" {
+		t.Fatalf("node A's CalicoCNIConfigDrift is %+v, want True CNIForbidden", c)
+	}
+	if c := condition(a, "CalicoCNICredentialHealthy"); c == nil || c.Status != corev1.ConditionFalse || c.Reason != "CredentialForbidden" {
+		t.Fatalf("node A's CalicoCNICredentialHealthy is %+v, want False CredentialForbidden", c)
 	}
 
 	// Refused, each with the policy's own message.
 	const (
 		ownNode     = "calico-cni-sync on node %s may write only the status of its own Node, not of Node %s"
-		noCondition = "calico-cni-sync may change only the CalicoCNIConfigDrift condition of a Node's status, no other condition (Ready, ...)"
-		noField     = "calico-cni-sync may change only the CalicoCNIConfigDrift condition of a Node's status, no other status field (addresses, capacity, ...)"
+		noCondition = "calico-cni-sync may change only the CalicoCNIConfigDrift and CalicoCNICredentialHealthy conditions of a Node's status, no other condition (Ready, ...)"
+		noField     = "calico-cni-sync may change only the CalicoCNIConfigDrift and CalicoCNICredentialHealthy conditions of a Node's status, no other status field (addresses, capacity, ...)"
 		noMetadata  = "calico-cni-sync may not change a Node's metadata (labels, annotations, ...)"
 		noNode      = "calico-cni-sync's token names no node (authentication.kubernetes.io/node-name): only the bound token of its Pod on a Node may write Node status"
 	)
@@ -163,6 +176,12 @@ func TestNodeGuard(t *testing.T) {
 		want   string
 	}{
 		{"node B's CalicoCNIConfigDrift", agent, nodeB, driftPatch(t, corev1.ConditionTrue, "Drifted"), fmt.Sprintf(ownNode, nodeA, nodeB)},
+		{"node B's CalicoCNICredentialHealthy", agent, nodeB, healthPatch(corev1.ConditionFalse, "CredentialRejected"), fmt.Sprintf(ownNode, nodeA, nodeB)},
+		{"node A's CalicoCNICredentialHealthy and Ready in one patch", agent, nodeA, conditionsPatch(t,
+			corev1.NodeCondition{Type: "CalicoCNICredentialHealthy", Status: corev1.ConditionTrue, Reason: "CredentialOK"},
+			corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: "KubeletNotReady"}), noCondition},
+		{"a condition of another name on node A", agent, nodeA, conditionsPatch(t,
+			corev1.NodeCondition{Type: "CalicoCNICredentialHealthyX", Status: corev1.ConditionTrue, Reason: "CredentialOK"}), noCondition},
 		{"node A's Ready", agent, nodeA, conditionsPatch(t, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse,
 			Reason: "KubeletNotReady", Message: "forged"}), noCondition},
 		{"node A's CalicoCNIConfigDrift and Ready in one patch", agent, nodeA, conditionsPatch(t,
@@ -205,13 +224,14 @@ func TestNodeGuard(t *testing.T) {
 	for _, name := range []string{nodeA, nodeB} {
 		got, err := core.Nodes().Get(ctx, name, metav1.GetOptions{})
 		must(t, err)
-		got.Status.Conditions = without(got.Status.Conditions, "CalicoCNIConfigDrift")
+		got.Status.Conditions = without(without(got.Status.Conditions, "CalicoCNIConfigDrift"), "CalicoCNICredentialHealthy")
 		if want := initial[name]; !equality.Semantic.DeepEqual(got.Status, want.Status) || !equality.Semantic.DeepEqual(got.Labels, want.Labels) {
 			t.Errorf("node %s changed:\nstatus %+v\nlabels %v\nwant\nstatus %+v\nlabels %v", name, got.Status, got.Labels, want.Status, want.Labels)
 		}
 	}
-	if b, err := core.Nodes().Get(ctx, nodeB, metav1.GetOptions{}); err != nil || condition(b, "CalicoCNIConfigDrift") != nil {
-		t.Errorf("node B has a CalicoCNIConfigDrift condition (%v)", err)
+	if b, err := core.Nodes().Get(ctx, nodeB, metav1.GetOptions{}); err != nil || condition(b, "CalicoCNIConfigDrift") != nil ||
+		condition(b, "CalicoCNICredentialHealthy") != nil {
+		t.Errorf("node B has a condition of the agent's (%v)", err)
 	}
 
 	// Other users are not matched: an admin changes node B's Ready, and its
@@ -229,7 +249,9 @@ func TestNodeGuard(t *testing.T) {
 
 // TestNodeGuardAgent: with the node-guard Component, the agent of the
 // default manifests, with its Pod's token, reports its condition as before:
-// InSync, then Drifted after a hand edit, and is refused nothing.
+// InSync, then Drifted after a hand edit, and its CalicoCNICredentialHealthy
+// condition (True: the install's CNI account has Calico's RBAC), and is
+// refused nothing.
 func TestNodeGuardAgent(t *testing.T) {
 	e := newSystemEnv(t, "calico-config-v3.32.yaml")
 	e.installCalico("manifest-v3.32.yaml")
@@ -243,10 +265,11 @@ func TestNodeGuardAgent(t *testing.T) {
 	waitRefused(t, e.ctx, "the policy refuses the node's Ready", func(ctx context.Context) error {
 		return patchStatus(ctx, sa, e.node, conditionsPatch(t, corev1.NodeCondition{Type: corev1.NodeReady,
 			Status: corev1.ConditionFalse, Reason: "KubeletNotReady"}), true)
-	}, "calico-cni-sync may change only the CalicoCNIConfigDrift condition of a Node's status, no other condition (Ready, ...)")
+	}, "calico-cni-sync may change only the CalicoCNIConfigDrift and CalicoCNICredentialHealthy conditions of a Node's status, no other condition (Ready, ...)")
 
 	a := e.startAgent(args...)
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
+	e.waitHealthy(e.node, corev1.ConditionTrue, "CredentialOK")
 	path, conf := filepath.Join(e.net, "10-calico.conflist"), e.read("10-calico.conflist")
 	if !strings.Contains(conf, `"mtu": 0`) {
 		t.Fatalf("the conflist has no \"mtu\": 0 to edit:\n%s", conf)
@@ -311,6 +334,14 @@ func driftPatch(t *testing.T, status corev1.ConditionStatus, reason string) []by
 	now := metav1.Now()
 	return conditionsPatch(t, corev1.NodeCondition{Type: "CalicoCNIConfigDrift", Status: status, Reason: reason,
 		Message: "set by TestNodeGuard", LastHeartbeatTime: now, LastTransitionTime: now})
+}
+
+// healthPatch is the agent's patch of CalicoCNICredentialHealthy alone.
+func healthPatch(status corev1.ConditionStatus, reason string) []byte {
+	now := metav1.Now()
+	b, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{{Type: "CalicoCNICredentialHealthy",
+		Status: status, Reason: reason, Message: "set by TestNodeGuard", LastHeartbeatTime: now, LastTransitionTime: now}}}})
+	return b
 }
 
 func conditionsPatch(t *testing.T, c ...corev1.NodeCondition) []byte {

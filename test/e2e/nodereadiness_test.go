@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -135,4 +138,58 @@ func TestNodeReadinessWithEveryVariant(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ruleTaints says whether the Component's NodeReadinessRule, as written in
+// manifests/components/node-readiness/rule.yaml, has the Node Readiness
+// Controller taint node: the node matches the rule's nodeSelector and one
+// of its conditions is not at requiredStatus (a condition the node lacks
+// counts as defaultStatus). No controller runs here; this is its rule as
+// its API documents it, read from the file the Component applies.
+func ruleTaints(t *testing.T, node *corev1.Node) bool {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(manifestsNodeReadiness, "rule.yaml"))
+	must(t, err)
+	var rule struct {
+		Spec struct {
+			Conditions []struct {
+				Type           corev1.NodeConditionType `json:"type"`
+				RequiredStatus corev1.ConditionStatus   `json:"requiredStatus"`
+				DefaultStatus  corev1.ConditionStatus   `json:"defaultStatus"`
+			} `json:"conditions"`
+			NodeSelector metav1.LabelSelector `json:"nodeSelector"`
+		} `json:"spec"`
+	}
+	must(t, yaml.Unmarshal(raw, &rule))
+	sel, err := metav1.LabelSelectorAsSelector(&rule.Spec.NodeSelector)
+	must(t, err)
+	if len(rule.Spec.Conditions) == 0 || !sel.Matches(labels.Set(node.Labels)) {
+		return false
+	}
+	for _, rc := range rule.Spec.Conditions {
+		status := rc.DefaultStatus
+		if c := condition(node, rc.Type); c != nil {
+			status = c.Status
+		}
+		if status != rc.RequiredStatus {
+			return true
+		}
+	}
+	return false
+}
+
+// waitRuleTaints waits until the rule would taint the node (or not).
+func (e *env) waitRuleTaints(want bool) {
+	e.t.Helper()
+	t := e.t.(*testing.T)
+	e.eventually(30*time.Second, fmt.Sprintf("the NodeReadinessRule taints %s: %t", e.node, want), func() error {
+		n, err := cp.Client.CoreV1().Nodes().Get(e.ctx, e.node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got := ruleTaints(t, n); got != want {
+			return fmt.Errorf("it would taint: %t; conditions %+v", got, n.Status.Conditions)
+		}
+		return nil
+	})
 }

@@ -25,7 +25,7 @@ func TestAgentFindsTheDaemonSetCreatedAfterIt(t *testing.T) {
 	e.requireNoDaemonSet("kube-system", "calico-node")
 	e.requireNoDaemonSet("kube-system", "canal")
 	notDaemonSet := func(u *unstructured.Unstructured) bool { return u.GetKind() != "DaemonSet" }
-	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), notDaemonSet)
+	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), notDaemonSet, apiServerHere())
 	a := e.launchAgentWith(e.nodeEnv(), e.node, e.net,
 		append([]string{binary}, append(e.nodeArgs("--resync-period", "2s"), "-v", "1")...))
 	e.waitStatus("a pass reported with no DaemonSet", func(r nodeReport) error {
@@ -36,7 +36,7 @@ func TestAgentFindsTheDaemonSetCreatedAfterIt(t *testing.T) {
 	})
 
 	onlyDaemonSet := func(u *unstructured.Unstructured) bool { return u.GetKind() == "DaemonSet" }
-	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), onlyDaemonSet)
+	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), onlyDaemonSet, apiServerHere())
 	e.waitStatus("inputs from the DaemonSet created after the agent", func(r nodeReport) error {
 		if s := r.Source; s == nil || s.Kind != "daemonset" || s.DaemonSet != "calico-system/calico-node" {
 			return fmt.Errorf("source %+v", r.Source)

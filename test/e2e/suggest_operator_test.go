@@ -18,7 +18,7 @@ import (
 // command the node is InSync with the edit kept. (No operator runs here.)
 func TestSuggestOperatorSpecVersion(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
-	e.applyInstall("operator-master.yaml", cniHostPath(t, e.net))
+	e.applyInstall("operator-master.yaml", cniHostPath(t, e.net), apiServerHere())
 	gvr, dyn := e.applyInstallation(map[string]any{"cni": map[string]any{"type": "Calico"}})
 
 	if code, out := e.runNode(e.nodeArgs("--once")...); code != 0 {

@@ -214,7 +214,7 @@ spec:
 // to turn it into cni-config; the table from fields to keys is unit-tested.)
 func TestSuggestOperatorInstallation(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
-	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net))
+	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), apiServerHere())
 	gvr, dyn := e.applyInstallation(map[string]any{"calicoNetwork": map[string]any{"bgp": "Enabled"}})
 	if code, out := e.runNode(e.nodeArgs("--once")...); code != 0 {
 		t.Fatalf("--once: exit %d\n%s", code, out)

@@ -13,7 +13,7 @@ import (
 // DaemonSet, and the CNI account is still the DaemonSet's.
 func TestDiscoveryTemplateFileOnline(t *testing.T) {
 	e := newInstallEnv(t, "calico-system")
-	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net))
+	e.applyInstall("operator-v3.32.yaml", cniHostPath(t, e.net), apiServerHere())
 	custom := filepath.Join(e.dir, "custom.json")
 	must(t, os.WriteFile(custom, []byte(`{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{"type":"calico",`+
 		`"log_level":"custom-template-marker","mtu":__CNI_MTU__,"ipam":{"type":"calico-ipam"},`+

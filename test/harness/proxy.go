@@ -16,7 +16,11 @@ import (
 
 // Proxy forwards to the API server and counts the requests by verb and
 // resource, watches apart, so an agent's traffic is measured, not assumed.
-// The proxy's own client certificate authenticates what it forwards.
+// The proxy's own client certificate authenticates what it forwards for
+// the agent (bearer token "via-proxy", Config); a request with a bearer
+// token of its own, such as the CNI plugin's request the agent's credential
+// probe makes with calico-kubeconfig, is forwarded with that token and no
+// client certificate, so the API server judges that token.
 type Proxy struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
@@ -32,11 +36,18 @@ func NewProxy(tb testing.TB, cfg *rest.Config, host string) *Proxy {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	anon, err := rest.TransportFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{CAData: cfg.CAData, CAFile: cfg.CAFile}})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	target, _ := url.Parse("https://" + host)
 	p := &Proxy{counts: map[string]int{}}
 	rp := &httputil.ReverseProxy{Transport: rt, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
 		pr.Out.Header.Del("Authorization")
+	}}
+	own := &httputil.ReverseProxy{Transport: anon, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
 	}}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
@@ -46,6 +57,10 @@ func NewProxy(tb testing.TB, cfg *rest.Config, host string) *Proxy {
 			p.counts[r.Method+" "+ResourceOf(r.URL.Path)]++
 		}
 		p.mu.Unlock()
+		if auth := r.Header.Get("Authorization"); auth != "" && auth != "Bearer via-proxy" {
+			own.ServeHTTP(w, r)
+			return
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	if p.srv.Listener, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -55,6 +70,9 @@ func NewProxy(tb testing.TB, cfg *rest.Config, host string) *Proxy {
 	tb.Cleanup(p.srv.Close)
 	return p
 }
+
+// Host is the proxy's address, host:port on loopback.
+func (p *Proxy) Host() string { return p.srv.Listener.Addr().String() }
 
 // Config is a client config for the agent that goes through the proxy.
 func (p *Proxy) Config() *rest.Config {

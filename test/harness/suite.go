@@ -31,6 +31,11 @@ func Setup(name string) (cp *controlplane.ControlPlane, binary string, stop func
 		_ = os.RemoveAll(dir)
 		return nil, "", nil, fmt.Errorf("start the control plane: %w", err)
 	}
+	if err := ServeCalicoCNI(ctx, cp.Config, cp.Client); err != nil {
+		_ = cp.Stop()
+		_ = os.RemoveAll(dir)
+		return nil, "", nil, fmt.Errorf("serve Calico's ClusterInformation and CNI ClusterRole: %w", err)
+	}
 	return cp, binary, func() {
 		_ = cp.Stop()
 		_ = os.RemoveAll(dir)

@@ -56,6 +56,12 @@ func newEnv(t testing.TB, fixture string) *env {
 	})
 	_, err = e.client.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}, metav1.CreateOptions{})
 	must(t, err)
+	// calico-node's token is the CNI's: Calico's CNI ClusterRole, as its
+	// install binds it, so the agent's credential probe finds it ok.
+	must(t, harness.BindCNIAccounts(ctx, e.client, "e2e-cni-"+e.ns, e.ns))
+	t.Cleanup(func() {
+		_ = e.client.RbacV1().ClusterRoleBindings().Delete(context.Background(), "e2e-cni-"+e.ns, metav1.DeleteOptions{})
+	})
 	raw, err := os.ReadFile(filepath.Join("..", "testdata", "fixtures", fixture))
 	must(t, err)
 	var cm corev1.ConfigMap

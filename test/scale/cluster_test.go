@@ -3,6 +3,7 @@ package scale
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/test/agentbin"
 	"github.com/calico-cni-sync/calico-cni-sync/test/controlplane"
+	testharness "github.com/calico-cni-sync/calico-cni-sync/test/harness"
 )
 
 // seedNamespace holds the seed's install: calico-config and calico-node's
@@ -67,6 +69,9 @@ func (c *cluster) installOperator(ctx context.Context, dir string) error {
 	host, port := c.hostPort()
 	manifest := strings.ReplaceAll(string(raw), "value: 10.96.0.1\n", "value: "+host+"\n")
 	manifest = strings.ReplaceAll(manifest, "value: \"443\"\n", "value: \""+port+"\"\n")
+	// And into cni-config's k8s_api_root, which the agent's credential
+	// probe dials as Calico's plugin does.
+	manifest = strings.ReplaceAll(manifest, "https://10.96.0.1:443", "https://"+net.JoinHostPort(host, port))
 	var docs []string
 	for _, d := range strings.Split(manifest, "\n---\n") {
 		if !regexp.MustCompile(`(?m)^kind: Namespace$`).MatchString(d) {
@@ -109,6 +114,14 @@ func (c *cluster) installSeed(ctx context.Context) (string, error) {
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "calico-node"}}
 	if _, err := c.cp.Client.CoreV1().ServiceAccounts(seedNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	// calico-node's token is the CNI's: Calico's CNI ClusterRole, as its
+	// install binds it, so each agent's credential probe finds it ok.
+	if err := testharness.ServeCalicoCNI(ctx, c.cp.Config, c.cp.Client); err != nil {
+		return "", err
+	}
+	if err := testharness.BindCNIAccounts(ctx, c.cp.Client, "scale-cni-"+seedNamespace, seedNamespace); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", err
 	}
 	name := "calico-node-token-s0001"
