@@ -14,7 +14,6 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -78,20 +77,10 @@ func TestSandboxFailureProbesAtOnce(t *testing.T) {
 		t.Fatalf("create clusterinformations/default: %v\n%s", err, out)
 	}
 	e.applyInstall("operator-v3.32.yaml", intoNamespace(e.ns), cniHostPath(t, e.net), apiServerHere())
-	cniAccountRole := e.ns + "-calico-cni-plugin"
-	_, err := cp.Client.RbacV1().ClusterRoles().Create(e.ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: cniAccountRole},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"crd.projectcalico.org"}, Resources: []string{"clusterinformations"}, Verbs: []string{"get"}}}},
-		metav1.CreateOptions{})
+	// The CNI account's RBAC is the env's own binding of Calico's role
+	// (bindCNIAccounts), which this test takes away.
+	binding, err := cp.Client.RbacV1().ClusterRoleBindings().Get(e.ctx, e.cniBinding, metav1.GetOptions{})
 	must(t, err)
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: cniAccountRole},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: cniAccountRole},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: e.ns, Name: "calico-cni-plugin"}}}
-	_, err = cp.Client.RbacV1().ClusterRoleBindings().Create(e.ctx, binding, metav1.CreateOptions{})
-	must(t, err)
-	t.Cleanup(func() {
-		_ = cp.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), cniAccountRole, metav1.DeleteOptions{})
-		_ = cp.Client.RbacV1().ClusterRoles().Delete(context.Background(), cniAccountRole, metav1.DeleteOptions{})
-	})
 	tok, err := cp.TokenFor(e.ctx, e.ns, "calico-cni-plugin", 24*time.Hour)
 	must(t, err)
 	path := filepath.Join(e.net, "calico-kubeconfig")
