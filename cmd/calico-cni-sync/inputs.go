@@ -60,8 +60,13 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			return nil, err // checked before anything is written
 		}
 		r.CA = func() ([]byte, error) { return readCAFile(o.CAFile) }
+		r.CAOrigin = "--ca-file " + o.CAFile
 	} else if cfg != nil {
 		r.CA = func() ([]byte, error) { return apiCA(cfg), nil }
+		r.CAOrigin = "the agent's own API CA"
+		if cfg.CAFile != "" {
+			r.CAOrigin += " (" + cfg.CAFile + ")"
+		}
 	}
 	if src.Check != nil {
 		r.Verdicts = &token.VerdictCache{Period: o.TokenCheckPeriod, Check: src.Check}
@@ -69,6 +74,7 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			// The token on disk is judged by Calico's own first
 			// request with the credential that holds it.
 			r.Probe = &probe.Prober{}
+			r.CAChecks = &reconcile.CAChecks{}
 			// Every credential the CNI directory's configs point to,
 			// reported, never written.
 			r.Credentials = &reconcile.Credentials{Period: o.TokenCheckPeriod}
