@@ -103,6 +103,10 @@ type Dir struct {
 	// Parses, when set, keeps parsed contents from one pass to the next
 	// (the agent); nil parses each content once per Observation.
 	Parses *Parses
+	// Rewrites, when set, counts the rewrites of a chained plugin's copy
+	// of Calico's conflist from one pass to the next (the agent), so its
+	// status gives the writer's rhythm; nil counts none.
+	Rewrites *Rewrites
 }
 
 func (d *Dir) now() time.Time {
@@ -265,6 +269,12 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		if first := d.firstConf(); first != "" && first != f.Name {
 			st.State = Shadowed
 			st.Message = fmt.Sprintf("%s sorts before %s, so the container runtime loads it instead", first, f.Name)
+			if c, ok := d.copyOf(first, f); ok {
+				// A chained plugin's own copy of this file, with
+				// its entry appended: the runtime loads Calico's
+				// plugins through it.
+				st.State, st.Message = c.describe(first, f.Name)
+			}
 		}
 	}
 	return st, od, j, f
