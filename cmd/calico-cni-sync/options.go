@@ -199,7 +199,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaseNamespace, "lease-namespace", o.LeaseNamespace, "namespace of the agents' Leases, where the agent renews its own and report reads them (env POD_NAMESPACE)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
-	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file, and report every CNI credential (default false: by a review with the agent's own server and CA)")
+	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file, replace a CA that does not verify the server with the agent's when that one does, and report every CNI credential (default false: by a review with the agent's own server and CA)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")
