@@ -53,7 +53,7 @@ func (r *Reconciler) repairCA(ctx context.Context, p *plan, obs *cniconf.Observa
 	case len(want.CAData) == 0:
 		return
 	case bytes.Equal(want.CAData, disk.CAData):
-		p.caNote = fmt.Sprintf("the CA on disk does not verify %s, and it is the CA the agent has (%s): replace the cluster's CA where %s comes from", disk.Server, origin, origin)
+		p.caNote = fmt.Sprintf("the CA on disk does not verify %s, and it is the CA the agent has (%s): no CA the agent has can repair it", disk.Server, origin)
 		return
 	}
 	if err := r.CAChecks.verifies(ctx, *r.Probe, disk.Server, want.CAData, r.now(), r.Verdicts.Period); err != nil {
