@@ -2,6 +2,7 @@ package cniconf
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,6 +231,8 @@ type judgement struct {
 	// chained are the chained plugins the file holds: not compared, kept
 	// when the file is rewritten (keepChained).
 	chained []any
+	// caStale: the kubeconfig's CA is to be replaced (File.caRepair).
+	caStale bool
 }
 
 // reported is the state shown for the file: the first that applies.
@@ -267,6 +270,22 @@ func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
 	if !stale {
 		keep = firstToken(got.tokens)
 	}
+	if caPath, ok := staleCA(changed, want); ok {
+		// The CA alone is a credential that does not work, not an edit.
+		rest := slices.DeleteFunc(slices.Clone(changed), func(p string) bool { return p == caPath })
+		if len(rest) == 0 {
+			paths := []string{caPath}
+			if stale {
+				paths = append(paths, want.tokenPaths()...)
+			}
+			return judgement{state: StaleToken, tokenStale: stale, caStale: true, changed: paths, keepToken: keep,
+				reason: joinMessage(want.caRepair, why), chained: got.chained}
+		}
+		if !rec.matches(disk, want.parse) {
+			return judgement{state: Drifted, changed: changed, tokenStale: stale, caStale: true, keepToken: keep,
+				reason: joinMessage(want.caRepair, why), chained: got.chained}
+		}
+	}
 	switch {
 	case len(changed) == 0 && stale:
 		return judgement{state: StaleToken, tokenStale: true, changed: want.tokenPaths(), reason: why, chained: got.chained}
@@ -277,6 +296,55 @@ func classify(disk []byte, exists bool, want *File, rec *Record) judgement {
 	default:
 		return judgement{state: Drifted, changed: changed, tokenStale: stale, keepToken: keep, reason: why, chained: got.chained}
 	}
+}
+
+// staleCA is the changed path of a kubeconfig's CA when the file's CA is to
+// be repaired (File.caRepair) and differs on disk.
+func staleCA(changed []string, want *File) (string, bool) {
+	if want.caRepair == "" || want.Kind != KindKubeconfig {
+		return "", false
+	}
+	for _, p := range changed {
+		if strings.HasPrefix(p, "clusters.") && strings.HasSuffix(p, ".cluster.certificate-authority-data") {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// mergeCA puts the desired kubeconfig's CA into a hand-edited one and keeps
+// every other byte of the edit: the CA's base64 text is replaced where the
+// file holds it. It reports false when that cannot be done (the file holds
+// no CA, or holds it in another form); the file is then left as it is.
+func mergeCA(disk []byte, want *File) ([]byte, bool) {
+	got, err := ParseKubeconfig(disk)
+	if err != nil || len(got.CAData) == 0 {
+		return nil, false
+	}
+	wantK, err := ParseKubeconfig(want.Content)
+	if err != nil || len(wantK.CAData) == 0 {
+		return nil, false
+	}
+	old := []byte(base64.StdEncoding.EncodeToString(got.CAData))
+	if bytes.Count(disk, old) != 1 {
+		return nil, false
+	}
+	out := bytes.Replace(disk, old, []byte(base64.StdEncoding.EncodeToString(wantK.CAData)), 1)
+	merged, err := ParseKubeconfig(out)
+	if err != nil || !bytes.Equal(merged.CAData, wantK.CAData) || merged.Token != got.Token || merged.Server != got.Server || merged.Insecure != got.Insecure {
+		return nil, false
+	}
+	before, err1 := want.parse(disk, want.tokenFields)
+	after, err2 := want.parse(out, want.tokenFields)
+	if err1 != nil || err2 != nil {
+		return nil, false
+	}
+	for _, p := range ChangedPaths(normalize(before.meaning), normalize(after.meaning)) {
+		if !strings.HasSuffix(p, ".cluster.certificate-authority-data") {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // tokensStale judges every token a file holds under the file's policy.

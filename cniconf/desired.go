@@ -33,6 +33,10 @@ type File struct {
 	judge       TokenJudge
 	// aside are the chained plugin types parse sets aside (chainedView).
 	aside string
+	// caRepair says why the CA a kubeconfig on disk holds is to be
+	// replaced by this file's ("" : it is not): the CA on disk does not
+	// verify the API server, and this file's does (RepairCA).
+	caRepair string
 }
 
 // TokenJudge says whether a token found in a file is current, and if not,
@@ -99,6 +103,21 @@ type Desired struct {
 func (d *Desired) SetTokenJudge(j TokenJudge) {
 	for _, f := range d.Files {
 		f.judge = j
+	}
+}
+
+// RepairCA marks the kubeconfig's CA on disk as unfit: it does not verify
+// the server the file names, and the desired file's CA does (the caller
+// has checked both with a handshake). A file whose CA is the only
+// difference is then StaleToken, with why as its message, and rewritten
+// keeping its token; a hand-edited one gets the CA merged into the edit, as
+// a stale token is. Without it, a CA that differs is a difference like any
+// other (Outdated or Drifted).
+func (d *Desired) RepairCA(why string) {
+	for _, f := range d.Files {
+		if f.Kind == KindKubeconfig {
+			f.caRepair = why
+		}
 	}
 }
 

@@ -27,6 +27,10 @@ const (
 	ActionWritten  Action = "written"  // Missing, Outdated or Corrupt put right
 	ActionRotated  Action = "rotated"  // the token replaced (StaleToken, or inside a kept edit)
 	ActionRestored Action = "restored" // a hand edit backed up and replaced (enforce)
+	// ActionCARepaired: the kubeconfig's CA, which did not verify the API
+	// server, replaced by one that does (Desired.RepairCA); the token and
+	// any hand edit kept.
+	ActionCARepaired Action = "ca-repaired"
 )
 
 // FileStatus is one managed file's state, as drift -o json prints it.
@@ -99,6 +103,10 @@ type Dir struct {
 	// Parses, when set, keeps parsed contents from one pass to the next
 	// (the agent); nil parses each content once per Observation.
 	Parses *Parses
+	// Rewrites, when set, counts the rewrites of a chained plugin's copy
+	// of Calico's conflist from one pass to the next (the agent), so its
+	// status gives the writer's rhythm; nil counts none.
+	Rewrites *Rewrites
 }
 
 func (d *Dir) now() time.Time {
@@ -263,6 +271,12 @@ func (o *Observation) inspect(f *File, want *Desired, diff bool) (FileStatus, on
 		if first := d.firstConf(); first != "" && first != f.Name {
 			st.State = Shadowed
 			st.Message = fmt.Sprintf("%s sorts before %s, so the container runtime loads it instead", first, f.Name)
+			if c, ok := d.copyOf(first, f); ok {
+				// A chained plugin's own copy of this file, with
+				// its entry appended: the runtime loads Calico's
+				// plugins through it.
+				st.State, st.Message = c.describe(first, f.Name)
+			}
 		}
 	}
 	return st, od, j, f
@@ -369,6 +383,11 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 			return s
 		}
 		s.write, s.record, s.action = j.keepChained(f.Content), true, ActionRotated
+		if j.caStale {
+			// The CA is what is stale: the token on disk, when healthy,
+			// stays.
+			s.write, s.action = f.withToken(j.keepToken), ActionCARepaired
+		}
 	case Corrupt:
 		if wait := d.settling(od, d.Settle); wait > 0 {
 			s.status.SettleFor = wait
@@ -382,11 +401,18 @@ func (d *Dir) plan(st FileStatus, f *File, od onDisk, j judgement) *step {
 		s.backup = true
 		if d.Policy == PolicyEnforce {
 			s.write, s.record, s.action = j.keepChained(f.withToken(j.keepToken)), true, ActionRestored
-		} else if j.tokenStale {
+		} else if j.tokenStale || j.caStale {
+			merged, ok := disk, true
 			s.action = ActionRotated
-			merged, ok := mergeToken(disk, f)
+			if j.caStale {
+				merged, ok = mergeCA(merged, f)
+				s.action = ActionCARepaired
+			}
+			if ok && j.tokenStale {
+				merged, ok = mergeToken(merged, f)
+			}
 			if !ok {
-				s.status.Message = "the edited file's token could not be replaced without touching the edit; the file is left as it is"
+				s.status.Message = joinMessage(s.status.Message, "the edited file's token or CA could not be replaced without touching the edit; the file is left as it is")
 				return s
 			}
 			s.write = merged

@@ -70,4 +70,10 @@
 //     first other config by name. So Calico's is Shadowed only by a config
 //     that is not a meta-plugin's (05-bridge.conflist behind 00-multus.conf
 //     still shadows it).
+//   - A chained plugin's own copy of Calico's list (CopyingTypes: istio-cni
+//     with istioOwnedCNIConfig writes 02-istio-cni.conflist, Calico's plugins
+//     then its own) is known by its content, not its name. Calico's file
+//     stays InSync while the copy's Calico part means the same, and is
+//     Shadowed, naming the paths, when the copy lags it. The copy is read,
+//     never written; Dir.Rewrites counts how often its writer changes it.
 package cniconf

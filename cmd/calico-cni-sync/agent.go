@@ -65,7 +65,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	defer watch.Stop()
 	own := &agent.OwnWrites{}
 	r, err := newReconciler(o, cfg, client, role{watch: watch, renaming: own.Renaming,
-		settle: settle, settleParsed: settleParsed, parses: cniconf.NewParses(), checkTokens: true}) // the agent reports and acts on the API server's verdict
+		settle: settle, settleParsed: settleParsed, parses: cniconf.NewParses(), rewrites: cniconf.NewRewrites(), checkTokens: true}) // the agent reports and acts on the API server's verdict
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError

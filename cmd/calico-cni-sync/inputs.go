@@ -26,6 +26,9 @@ type role struct {
 	settle, settleParsed time.Duration
 	// parses keeps parsed contents from one pass to the next (the agent).
 	parses *cniconf.Parses
+	// rewrites counts the rewrites of a chained plugin's copy of Calico's
+	// conflist from one pass to the next (the agent).
+	rewrites *cniconf.Rewrites
 	// checkTokens reports the API server's verdict on the token on disk
 	// (the agent, drift); keepFacts refuses to rewrite the node's facts
 	// (--once without --accept-env-change).
@@ -45,7 +48,7 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			Policy: cniconf.Policy(o.OnDrift), BackupsKept: cniconf.DefaultBackupsKept,
 			ChainedTypes: append(slices.Clone(cniconf.DefaultChainedTypes), o.ChainedPluginTypes...),
 			MetaTypes:    append(slices.Clone(cniconf.DefaultMetaTypes), o.MetaPluginTypes...),
-			Settle:       as.settle, SettleParsed: as.settleParsed, Renaming: as.renaming, Parses: as.parses,
+			Settle:       as.settle, SettleParsed: as.settleParsed, Renaming: as.renaming, Parses: as.parses, Rewrites: as.rewrites,
 		},
 		NodeName: o.NodeName, KubeconfigName: o.CNIKubeconfigName, TokenSourceName: o.TokenSource,
 		ServiceAccount: o.ServiceAccount, Policy: o.TokenPolicy,
@@ -60,8 +63,13 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			return nil, err // checked before anything is written
 		}
 		r.CA = func() ([]byte, error) { return readCAFile(o.CAFile) }
+		r.CAOrigin = "--ca-file " + o.CAFile
 	} else if cfg != nil {
 		r.CA = func() ([]byte, error) { return apiCA(cfg), nil }
+		r.CAOrigin = "the agent's own API CA"
+		if cfg.CAFile != "" {
+			r.CAOrigin += " (" + cfg.CAFile + ")"
+		}
 	}
 	if src.Check != nil {
 		r.Verdicts = &token.VerdictCache{Period: o.TokenCheckPeriod, Check: src.Check}
@@ -69,6 +77,7 @@ func newReconciler(o *Options, cfg *rest.Config, client kubernetes.Interface, as
 			// The token on disk is judged by Calico's own first
 			// request with the credential that holds it.
 			r.Probe = &probe.Prober{}
+			r.CAChecks = &reconcile.CAChecks{}
 			// Every credential the CNI directory's configs point to,
 			// reported, never written.
 			r.Credentials = &reconcile.Credentials{Period: o.TokenCheckPeriod}

@@ -81,6 +81,8 @@ func printFiles(w io.Writer, pass *reconcile.Pass, dryRun bool, err error) {
 			line += " (written)"
 		case o.Action == cniconf.ActionRotated:
 			line += " (token replaced)"
+		case o.Action == cniconf.ActionCARepaired:
+			line += " (CA replaced)"
 		case o.Action == cniconf.ActionRestored:
 			line += " (hand edit backed up and restored)"
 		case dryRun && o.WouldChange:

@@ -212,7 +212,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
 	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe. Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
-	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file (that server only), report every CNI credential and the CalicoCNICredentialHealthy condition (false: by a review with the agent's own server and CA; the condition is Unknown)")
+	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file (that server only), replace a CA that does not verify the server with the agent's when that one does, report every CNI credential and the CalicoCNICredentialHealthy condition (false: by a review with the agent's own server and CA; the condition is Unknown)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")

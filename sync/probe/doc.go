@@ -42,9 +42,14 @@
 //     (multus.d/multus.kubeconfig, written by its entrypoint); CmdAdd
 //     builds its client from it and GETs the pod first (multus.go getPod).
 //     The thick plugin's shim has no kubeconfig on the node.
-//   - istio-cni: the plugin entry's kubernetes.kubeconfig
+//   - istio-cni before 1.24: the plugin entry's kubernetes.kubeconfig
 //     (ZZZ-istio-cni-kubeconfig); the plugin GETs the pod first
-//     (cni/pkg/plugin/kubernetes.go getK8sPodInfo).
+//     (cni/pkg/plugin/kubernetes.go getK8sPodInfo). Since 1.24 (istio
+//     commit d42deafd "stop writing kubeconfig to shared CNI netdir") the
+//     plugin reads <cni_agent_run_dir>/istio-cni-kubeconfig
+//     (/var/run/istio-cni by default, newK8sClient), which no config
+//     names by that key and the agent does not mount: not discovered, so
+//     not covered.
 //   - linkerd-cni: the plugin entry's kubernetes.kubeconfig
 //     (ZZZ-linkerd-cni-kubeconfig, written by its install-cni.sh); cmdAdd
 //     GETs the pod first.
@@ -91,8 +96,10 @@
 //   - expired, rejected, or ok with a Subject that is not the CNI account:
 //     a rewrite with a fresh token, under the policy that allows it (the
 //     condition's reason is TokenRejected when none can be written);
-//   - untrusted: a rewrite only when the agent has a CA that verifies the
-//     server (the token Secret's ca.crt, --ca-file); otherwise reported;
+//   - untrusted: a rewrite of the CA only when the CA the agent would
+//     write (the token Secret's ca.crt, --ca-file, or the agent's own API
+//     CA) verifies the file's server, checked first by Prober.Verifies;
+//     otherwise reported, and nothing is written;
 //   - forbidden: never a rewrite, since no token fixes RBAC. The condition's
 //     reason is CNIForbidden, its message names the refused access
 //     (Outcome.Refused) and the binding to check (Hint); a Warning event

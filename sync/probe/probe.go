@@ -314,3 +314,43 @@ func Hint(plugin, subject string) string {
 	}
 	return "check the RBAC bindings of the credential's user"
 }
+
+// Verifies says whether ca verifies the TLS certificate of the API server
+// at server: nil when a request over a connection that trusts ca alone got
+// any HTTP answer (the handshake verified the server; what the answer says
+// does not matter, no credential is sent). A candidate CA is checked so
+// before it replaces one that does not verify the server: a CA that does
+// not help is never written. The error says why it does not (untrusted
+// reports a certificate error, as Probe's verdict does).
+func (p Prober) Verifies(ctx context.Context, server string, ca []byte) error {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cfg := restConfig(Credential{Server: server, CAData: ca}, timeout)
+	if len(ca) == 0 {
+		return errors.New("no CA")
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("build a client for %s: %w", server, err)
+	}
+	err = cs.CoreV1().RESTClient().Get().AbsPath("/version").Do(ctx).Error()
+	var status apierrors.APIStatus
+	switch {
+	case err == nil, errors.As(err, &status):
+		return nil
+	case untrusted(err):
+		return &UntrustedError{Err: tlsCause(err)}
+	default:
+		return err
+	}
+}
+
+// UntrustedError is a CA that does not verify the server's certificate.
+type UntrustedError struct{ Err error }
+
+func (e *UntrustedError) Error() string { return e.Err.Error() }
+func (e *UntrustedError) Unwrap() error { return e.Err }

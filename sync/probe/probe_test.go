@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -148,6 +149,31 @@ func TestProbeTLS(t *testing.T) {
 				t.Errorf("message %q does not give the certificate error", out.Message)
 			}
 		})
+	}
+}
+
+// TestVerifies: a candidate CA is checked by a request over a connection
+// that trusts it alone. Any HTTP answer (a 401 included) says the handshake
+// verified the server; a certificate error is an UntrustedError; no answer
+// is neither.
+func TestVerifies(t *testing.T) {
+	s := newServer(t, status(401, "Unauthorized", "", ""))
+	var untrusted *UntrustedError
+	if err := (Prober{}).Verifies(context.Background(), s.URL, s.ca()); err != nil {
+		t.Fatalf("the server's own CA: %v", err)
+	}
+	if got := s.path.Load(); got != "GET /version" {
+		t.Fatalf("request %v, want GET /version", got)
+	}
+	if err := (Prober{}).Verifies(context.Background(), s.URL, otherCA(t)); !errors.As(err, &untrusted) {
+		t.Fatalf("another CA: %v, want an UntrustedError", err)
+	}
+	if err := (Prober{}).Verifies(context.Background(), s.URL, nil); err == nil {
+		t.Fatal("no CA verified the server")
+	}
+	s.Close()
+	if err := (Prober{Timeout: time.Second}).Verifies(context.Background(), s.URL, s.ca()); err == nil || errors.As(err, &untrusted) {
+		t.Fatalf("a closed server: %v, want an error that is no UntrustedError", err)
 	}
 }
 

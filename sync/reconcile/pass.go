@@ -36,6 +36,11 @@ type plan struct {
 	// judged is the inputs rendered with a token no file holds, so that
 	// each file holding an unhealthy token reports it (refused only).
 	judged *cniconf.Desired
+	// caRepair: the kubeconfig's CA on disk does not verify the server and
+	// the desired one does (repairCA); caNote says why no CA repair was
+	// marked when the CA on disk does not verify the server.
+	caRepair bool
+	caNote   string
 }
 
 // plan reads the inputs, picks the policy and the token, and renders. Under

@@ -64,6 +64,9 @@ type Reconciler struct {
 	// agent's own), read again at every pass so that a rotated CA (the
 	// kubelet updates a pod's ca.crt in place) is followed. Nil: none.
 	CA func() ([]byte, error)
+	// CAOrigin names where CA comes from (--ca-file, or the agent's own
+	// service-account CA), in the message of a CA repair.
+	CAOrigin string
 	// Install gives what install-cni would get (inputs.Select).
 	Install inputs.InstallSource
 	// Fresh, when set, gives the same read straight from the API server;
@@ -92,6 +95,9 @@ type Reconciler struct {
 	Credentials *Credentials
 	// Now is the node's clock; nil means time.Now.
 	Now func() time.Time
+	// CAChecks keeps the last check of a candidate CA (repairCA) from one
+	// pass to the next; nil: checked at every pass that needs it.
+	CAChecks *CAChecks
 	// KeepFacts refuses a write that would change a value the last write
 	// took from the node's environment (node name, API address, MTU): a
 	// hand repair must not rewrite what the node was given (--once without
@@ -120,6 +126,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	p, err := r.plan(ctx, r.Install, obs, false)
 	if err == nil && mode == ModeSync && r.Fresh != nil && r.Dir.Policy == cniconf.PolicyEnforce && anyDrifted(obs.Check(p.want)) {
 		p, err = r.plan(ctx, r.Fresh, obs, false)
+	}
+	if err == nil {
+		r.repairCA(ctx, p, obs)
 	}
 	if p != nil {
 		rep.Source, rep.Token, rep.RepairRefused = p.source, p.tokenInfo(), p.refused
@@ -154,7 +163,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	pass := &Pass{Desired: want, Token: p.token, Policy: p.policy, in: p.in, obs: obs}
 	switch mode {
 	case ModeCheck:
-		rep.Files = p.reported(obs, obs.Check(want))
+		rep.Files = p.noteCA(p.reported(obs, obs.Check(want)))
 		pass.Outcomes = unchanged(rep.Files)
 		p.describeDisk(r, rep, obs)
 		rep.Credentials = r.credentials(ctx, p.in)
@@ -167,7 +176,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		for i, d := range done {
 			statuses[i] = d.FileStatus
 		}
-		statuses = p.reported(obs, statuses)
+		statuses = p.noteCA(p.reported(obs, statuses))
 		for i, d := range done {
 			pass.Outcomes[i] = outcomeOf(d, statuses[i])
 			rep.Files[i] = pass.Outcomes[i].Now
@@ -179,13 +188,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	done, err := obs.Sync(want, false)
 	if r.checksTokens(p.policy) {
 		// A token just written is checked now, so the report says
-		// whether it works.
-		r.refresh(ctx, p.in, obs.Tokens(want))
+		// whether it works; after a CA repair, the token on disk is
+		// judged again with the CA the file holds now.
+		r.Verdicts.RefreshProbed(ctx, obs.Tokens(want), p.caRepair && repairedCA(done), r.credentialProbe(p.in))
 	}
 	// What is reported is the state after the actions: a rotated token or
 	// a rewritten file is InSync now, a kept edit is still Drifted. The
 	// observation followed the writes, so nothing is read again.
-	after := p.reported(obs, obs.Check(want))
+	after := p.noteCA(p.reported(obs, obs.Check(want)))
 	pass.Outcomes = make([]Outcome, len(done))
 	rep.Files = make([]cniconf.FileStatus, len(done))
 	for i, d := range done {

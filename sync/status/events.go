@@ -115,6 +115,10 @@ func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcile
 			} else {
 				r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonTokenRotated, "put the current token into %s (%s)", f.Path, describeToken(rep.Token))
 			}
+		case cniconf.ActionCARepaired:
+			// The credential the plugin uses did not work (its CA did not
+			// verify the server): a repair, as a token's is.
+			r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonTokenRepaired, "replaced the CA in %s: %s", f.Path, orUnknown(f.Message))
 		case cniconf.ActionRestored:
 			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonConfigRestored, "restored %s from the ConfigMap; the hand edit (%s) is backed up at %s",
 				f.Path, strings.Join(o.FoundPaths, ", "), o.Backup)
