@@ -129,7 +129,7 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts}
+	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts, Revision: want.Revision}
 	if old != nil {
 		rec.Written = old.Written
 		if old.Pending.matches(s.disk, s.file.parse) && !old.Written.matches(s.disk, s.file.parse) {
@@ -138,7 +138,7 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 	}
 	if s.write == nil {
 		rec.Written = snap
-		if old != nil && old.Pending == nil && old.Written.same(snap) && maps.Equal(old.Facts, want.Facts) {
+		if old != nil && old.Pending == nil && old.Written.same(snap) && maps.Equal(old.Facts, want.Facts) && old.Revision == want.Revision {
 			s.record = false
 			return nil // nothing new to say
 		}

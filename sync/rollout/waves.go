@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -155,4 +156,14 @@ func closedBy(rev string, wave int, peers []Peer) *Peer {
 		return a.Node < b.Node
 	})
 	return &found[0]
+}
+
+// Change is a revision a node's inputs call for, as the pass found it.
+type Change struct {
+	Revision string
+	// Start is when the revision started (StartOf the ConfigMaps).
+	Start time.Time
+	// ConfigMaps are the metadata of the ConfigMaps it comes from: their
+	// annotation Annotation chooses its mode.
+	ConfigMaps []metav1.ObjectMeta
 }
