@@ -196,7 +196,7 @@ func TestRolloutWaves(t *testing.T) {
 		if opens := start.Add(time.Duration(r.waves[n]) * rolloutInterval); written[n].Before(opens) {
 			t.Errorf("%s (wave %d) wrote at %s, before its wave opened at %s", n, r.waves[n], written[n], opens)
 		}
-		if applied[n].Since.Before(start.Add(time.Duration(r.waves[n])*rolloutInterval).Truncate(time.Second)) {
+		if applied[n].Since.Before(start.Add(time.Duration(r.waves[n]) * rolloutInterval).Truncate(time.Second)) {
 			t.Errorf("%s (wave %d) published Applied since %s, before its wave opened", n, r.waves[n], applied[n].Since)
 		}
 	}
