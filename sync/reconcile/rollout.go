@@ -85,6 +85,12 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 		return want, nil
 	}
 	change := rollout.Change{Revision: want.Revision, Start: rollout.StartOf(p.in.ConfigMapMeta), ConfigMaps: p.in.ConfigMapMeta}
+	at := r.Rollout.At(ctx, change)
+	if at.Mode == rollout.Immediate {
+		// Nothing is staged: the pass writes what it finds due, and
+		// the node is at the revision once it has.
+		return want, &Rollout{Decision: at}
+	}
 	var staged []int
 	for i, f := range obs.Check(want) {
 		if f.State == cniconf.Outdated && obs.RecordedRevision(want.Files[i].Name) != want.Revision {
@@ -94,7 +100,7 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 	if len(staged) == 0 {
 		// Nothing of the revision left to write: the node is at it,
 		// or holds it back only by a state no rollout stages.
-		return want, &Rollout{Decision: r.Rollout.At(ctx, change)}
+		return want, &Rollout{Decision: at}
 	}
 	d := r.Rollout.Decide(ctx, change)
 	if d.Apply {
