@@ -161,7 +161,7 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 		return err
 	}
 	old = old.settled(s.od.exists, s.od.id)
-	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts}
+	rec := &Record{NetDir: d.NetDir, File: s.file.Name, Facts: want.Facts, Revision: want.Revision}
 	if old != nil {
 		rec.Written = old.Written
 		if old.Pending.matches(s.disk, s.file.parse) && !old.Written.matches(s.disk, s.file.parse) {
@@ -170,7 +170,7 @@ func (d *Dir) recordIntent(want *Desired, s *step, now time.Time) error {
 	}
 	if s.write == nil {
 		rec.Written = snap
-		if old != nil && old.Pending == nil && old.Written.same(snap) && maps.Equal(old.Facts, want.Facts) {
+		if old != nil && old.Pending == nil && old.Written.same(snap) && maps.Equal(old.Facts, want.Facts) && old.Revision == want.Revision {
 			s.record = false
 			return nil // nothing new to say
 		}

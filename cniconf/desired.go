@@ -97,6 +97,11 @@ type Desired struct {
 	// environment rather than from the cluster, kept in the record of each
 	// write.
 	Facts map[string]string
+	// Revision names the ConfigMap-borne inputs the files are rendered
+	// from, kept in the record of each write: a later pass tells a file
+	// that is Outdated because a ConfigMap changed (a revision to roll
+	// out) from one Outdated for another reason. "" when not known.
+	Revision string
 }
 
 // SetTokenJudge installs the token policy for every file (nil: own).

@@ -108,6 +108,15 @@ func (o *Observation) view(f *File) *File {
 	return v
 }
 
+// RecordedRevision is the revision the record of a managed file holds
+// for its last write; "" when there is no record or it names none.
+func (o *Observation) RecordedRevision(name string) string {
+	if f := o.file(name); f.rec != nil {
+		return f.rec.Revision
+	}
+	return ""
+}
+
 // memoized is f parsing through the observation: a content is parsed once
 // whatever asks (its state, its record, its tokens, the state after a
 // write).

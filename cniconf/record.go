@@ -63,6 +63,9 @@ type Record struct {
 	Facts map[string]string `json:"facts,omitempty"`
 	// Source says where the inputs of the last write came from.
 	Source map[string]string `json:"source,omitempty"`
+	// Revision names the ConfigMap-borne inputs of the last write (see
+	// Desired.Revision); "" when none was known.
+	Revision string `json:"revision,omitempty"`
 }
 
 // Snapshot is one file's content with its tokens masked.

@@ -10,9 +10,11 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/agent"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -70,6 +72,25 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 		logger.Error("cannot start", "err", err)
 		return exitError
 	}
+	mode, plan, err := o.rolloutPlan()
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return exitError
+	}
+	// The peers' Leases are watched from the first change rolled out in
+	// waves (the flag, or a ConfigMap's annotation), not before.
+	peers := &rollout.Peers{Client: client, Namespace: o.LeaseNamespace, Self: o.NodeName, Trigger: queue.Trigger}
+	defer peers.Stop()
+	r.Rollout = &rollout.Gate{Mode: mode, Plan: plan, Node: o.NodeName, Peers: peers,
+		NodeLabels: func(ctx context.Context) (map[string]string, error) {
+			ctx, cancel := context.WithTimeout(ctx, inputs.APITimeout)
+			defer cancel()
+			n, err := client.CoreV1().Nodes().Get(ctx, o.NodeName, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return n.Labels, nil
+		}}
 	metrics := status.NewMetrics()
 	reporter, stopEvents := status.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
@@ -87,7 +108,7 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	health := &status.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
 	a := agent.NewAgent(agent.Config{NetDir: o.CNINetDir, Managed: managed, TokenFile: tokenFile,
 		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
-		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source}},
+		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source, "rollout", o.Rollout}},
 		queue, own, r, publisher, metrics, health, logger)
 	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
 	health.Faults = func() error { return errors.Join(checkWritableDirs(o, true), a.OwnFault()) }

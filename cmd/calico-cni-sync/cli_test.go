@@ -85,6 +85,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"render", "--once"}, []string{"--once cannot be used with render"}},
 		{[]string{"report", "--once"}, []string{"--once cannot be used with report"}},
 		{[]string{"drift", "--show-token"}, []string{"--show-token cannot be used with drift", "render"}},
+		{[]string{"drift", "--rollout", "waves"}, []string{"--rollout cannot be used with drift"}},
 		{[]string{"version", "--node-name", "n"}, []string{"--node-name cannot be used with version"}},
 		{[]string{"plan"}, []string{"plan needs -f FILE"}},
 		{[]string{"plan", "-f", "x.yaml", "--configmap-file", "y.yaml"}, []string{"--configmap-file cannot be used with plan"}},
@@ -138,6 +139,10 @@ func TestMeaninglessCombinations(t *testing.T) {
 		// (the default) asks for one as tokenrequest does.
 		{[]string{"--once", "--token-ttl", "5m"}, []string{"--token-ttl", "10m", "--token-source=auto"}},
 		{[]string{"--once", "--token-ttl", "5m", "--token-source", "tokenrequest"}, []string{"--token-ttl", "10m", "--token-source=tokenrequest"}},
+		{[]string{"--rollout", "slowly"}, []string{"--rollout", "immediate, waves"}},
+		{[]string{"--rollout-canary-percent", "101"}, []string{"--rollout-canary-percent", "between 0 and 100"}},
+		{[]string{"--rollout-waves", "0"}, []string{"--rollout-waves"}},
+		{[]string{"--rollout-canary-selector", "a in (b"}, []string{"--rollout-canary-selector"}},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

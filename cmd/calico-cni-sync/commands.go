@@ -79,7 +79,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 	report.Flags().BoolVar(&o.Stuck, "stuck", false, "list the pods a stale or rejected CNI token left stuck, with the fix for each")
 	report.Flags().BoolVar(&o.Fix, "fix", false, "with --stuck: delete the stuck pods a controller owns (it recreates them); asks first unless --yes")
 	report.Flags().BoolVar(&o.Yes, "yes", false, "with --stuck --fix: delete without asking")
-	report.Flags().BoolVar(&o.Rollout, "rollout", false, "show the staged rollout of ConfigMap changes: per revision, how many nodes applied it, wait, are paused, halted or rolled back, and why")
+	report.Flags().BoolVar(&o.RolloutReport, "rollout", false, "show the staged rollout of ConfigMap changes: per revision, how many nodes applied it, wait, are paused, halted or rolled back, and why")
 
 	plan := &cobra.Command{
 		Use:         "plan -f FILE [flags]",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
@@ -101,6 +102,18 @@ type Options struct {
 	// on this node. Off by default: the watch costs the API server per
 	// event written in the cluster, per node (docs/BENCHMARKS.md).
 	ProbeOnSandboxFailure bool
+	// Rollout is how the agent rolls out a ConfigMap-borne change:
+	// immediate or waves (the ConfigMap annotation overrides it per
+	// change).
+	Rollout string
+	// RolloutCanarySelector picks the canary nodes by label; empty:
+	// RolloutCanaryPercent of the nodes, by a hash of their names.
+	RolloutCanarySelector string
+	RolloutCanaryPercent  int
+	// RolloutWaves is how many waves follow the canaries, and
+	// RolloutWaveInterval the time between them.
+	RolloutWaves        int
+	RolloutWaveInterval time.Duration
 	// HTTPAddr serves /metrics, /healthz and /readyz.
 	HTTPAddr string
 	// Once reconciles this node once and exits.
@@ -127,7 +140,7 @@ type Options struct {
 	Yes   bool
 	// Rollout makes report show the staged rollout of ConfigMap-borne
 	// changes, per revision and per node, from the agents' Leases.
-	Rollout bool
+	RolloutReport bool
 	// PlanFile is plan's -f: the ConfigMap manifest whose effect plan shows
 	// ("-" is stdin).
 	PlanFile string
@@ -150,27 +163,31 @@ type Options struct {
 // NewOptions returns the defaults, with the environment install-cni reads.
 func NewOptions() *Options {
 	return &Options{
-		Source:            inputs.SourceAuto,
-		Namespace:         "kube-system",
-		ConfigMap:         "calico-config",
-		ConfigMapKey:      inputs.KeyTemplate,
-		TokenSource:       token.SourceAuto,
-		TokenPolicy:       token.PolicyAuto,
-		CNINetDir:         envOr("CNI_NET_DIR", "/etc/cni/net.d"),
-		CNIKubeconfigName: cniconf.DefaultKubeconfigName,
-		OnDrift:           string(cniconf.PolicyReport),
-		BackupDir:         "/var/lib/calico-cni-sync/backups",
-		StateDir:          "/var/lib/calico-cni-sync/state",
-		StatusFile:        "/run/calico-cni-sync/status.json",
-		ResyncPeriod:      5 * time.Minute,
-		LeaseNamespace:    status.LeaseNamespace(),
-		TokenTTL:          24 * time.Hour,
-		TokenCheckPeriod:  10 * time.Minute,
-		CredentialProbe:   true,
-		HTTPAddr:          ":9645",
-		LogFormat:         "text",
-		Output:            "text",
-		Selector:          "kubernetes.io/os=linux",
+		Source:               inputs.SourceAuto,
+		Namespace:            "kube-system",
+		ConfigMap:            "calico-config",
+		ConfigMapKey:         inputs.KeyTemplate,
+		TokenSource:          token.SourceAuto,
+		TokenPolicy:          token.PolicyAuto,
+		CNINetDir:            envOr("CNI_NET_DIR", "/etc/cni/net.d"),
+		CNIKubeconfigName:    cniconf.DefaultKubeconfigName,
+		OnDrift:              string(cniconf.PolicyReport),
+		BackupDir:            "/var/lib/calico-cni-sync/backups",
+		StateDir:             "/var/lib/calico-cni-sync/state",
+		StatusFile:           "/run/calico-cni-sync/status.json",
+		ResyncPeriod:         5 * time.Minute,
+		LeaseNamespace:       status.LeaseNamespace(),
+		TokenTTL:             24 * time.Hour,
+		TokenCheckPeriod:     10 * time.Minute,
+		CredentialProbe:      true,
+		HTTPAddr:             ":9645",
+		Rollout:              string(rollout.Immediate),
+		RolloutCanaryPercent: rollout.DefaultCanaryPercent,
+		RolloutWaves:         rollout.DefaultWaves,
+		RolloutWaveInterval:  rollout.DefaultWaveInterval,
+		LogFormat:            "text",
+		Output:               "text",
+		Selector:             "kubernetes.io/os=linux",
 	}
 }
 
@@ -213,6 +230,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
 	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe. Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
 	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file (that server only), replace a CA that does not verify the server with the agent's when that one does, report every CNI credential and the CalicoCNICredentialHealthy condition (false: by a review with the agent's own server and CA; the condition is Unknown)")
+	fs.StringVar(&o.Rollout, "rollout", o.Rollout, "how a ConfigMap change reaches the nodes: immediate (every node at once) or waves (the canaries first, then --rollout-waves waves --rollout-wave-interval apart, halted when a node of an earlier wave rolls back); the ConfigMap annotation "+rollout.Annotation+"=immediate|waves|paused overrides it per change")
+	fs.StringVar(&o.RolloutCanarySelector, "rollout-canary-selector", o.RolloutCanarySelector, "with waves: the canary nodes, as a Node label selector (default: --rollout-canary-percent of the nodes, picked by a hash of their names)")
+	fs.IntVar(&o.RolloutCanaryPercent, "rollout-canary-percent", o.RolloutCanaryPercent, "with waves and no --rollout-canary-selector: the percentage of nodes that are canaries, picked by a stable hash of their names")
+	fs.IntVar(&o.RolloutWaves, "rollout-waves", o.RolloutWaves, "with waves: how many waves follow the canaries (the other nodes, split by the same hash)")
+	fs.DurationVar(&o.RolloutWaveInterval, "rollout-wave-interval", o.RolloutWaveInterval, "with waves: the time between waves; wave k may apply a change k intervals after the ConfigMap's update")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.IntVarP(&o.Verbosity, "v", "v", o.Verbosity, "log verbosity (also client-go's)")
@@ -274,7 +296,8 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 // onlyFor names the flags of the common set that only some commands take:
 // a command's help lists only the flags it accepts, and any other is an
 // unknown flag. The mode flags are the agent's (--once is how it runs once).
-var onlyFor = map[string]string{"once": "", "dry-run": "", "accept-env-change": ""}
+var onlyFor = map[string]string{"once": "", "dry-run": "", "accept-env-change": "",
+	"rollout": "", "rollout-canary-selector": "", "rollout-canary-percent": "", "rollout-waves": "", "rollout-wave-interval": ""}
 
 // addFlagsFor registers the common flags the command takes.
 func (o *Options) addFlagsFor(command string, fs *pflag.FlagSet) {

@@ -28,7 +28,7 @@ func runReport(ctx context.Context, o *Options, stdout, stderr io.Writer) (int, 
 	if o.Stuck {
 		return runStuck(ctx, o, client, stdout)
 	}
-	if o.Rollout {
+	if o.RolloutReport {
 		return runRolloutReport(ctx, o, client, stdout, stderr)
 	}
 	rows, err := status.NodeStates(ctx, client, o.Selector, o.LeaseNamespace, o.ResyncPeriod, time.Now())

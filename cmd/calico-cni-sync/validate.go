@@ -11,7 +11,9 @@ import (
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Validate reports every problem with the flags at once.
@@ -25,6 +27,9 @@ func (o *Options) Validate() error {
 	}
 	errs = append(errs, o.validateMode()...)
 	errs = append(errs, o.validateNode()...)
+	if _, _, err := o.rolloutPlan(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -46,7 +51,7 @@ func (o *Options) validateMode() []error {
 		if o.Command == "plan" {
 			errs = append(errs, o.validatePlan()...)
 		}
-		if o.Rollout && o.Stuck {
+		if o.RolloutReport && o.Stuck {
 			errs = append(errs, errors.New("--rollout and --stuck are two reports: give one"))
 		}
 		if o.Yes && !o.Fix {
@@ -240,4 +245,25 @@ func (o *Options) validatePlan() []error {
 		}
 	}
 	return errs
+}
+
+// rolloutPlan reads the rollout flags: the mode and the waves.
+func (o *Options) rolloutPlan() (rollout.Mode, rollout.Plan, error) {
+	mode, err := rollout.ParseFlag(o.Rollout)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p := rollout.Plan{CanaryPercent: o.RolloutCanaryPercent, Waves: o.RolloutWaves, Interval: o.RolloutWaveInterval}
+	if o.RolloutCanarySelector != "" {
+		sel, err := labels.Parse(o.RolloutCanarySelector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--rollout-canary-selector %q: %w", o.RolloutCanarySelector, err))
+		}
+		p.CanarySelector = sel
+	}
+	if err := p.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return mode, p, errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
@@ -53,6 +54,7 @@ type Agent struct {
 	reported    bool                      // a pass has reached the cluster (condition, status)
 	refused     string                    // why the token could not be replaced, as last logged
 	verdict     string                    // the credential verdict, as last logged
+	rollout     string                    // where the node stands on a rollout, as last logged
 	expiry      atomic.Pointer[time.Time] // the current token's expiry, from its claims
 	fault       atomic.Pointer[error]     // the last pass's own fault (reconcile.Pass.OwnFault)
 
@@ -164,13 +166,20 @@ func (a *Agent) processNext(ctx context.Context) bool {
 		// leaving it corrupt sends no further event.
 		a.queue.recheckAfter(next.recheck)
 	}
+	if next.wave > 0 {
+		// The node waits for its rollout wave: the pass is due when
+		// the wave opens, not at the next resync, and nothing polls
+		// meanwhile (a peer's halt triggers a pass of its own).
+		a.queue.recheckAfter(next.wave)
+	}
 	return true
 }
 
 // next is what a pass asks of the schedule: held > 0 runs it again after
 // that long, without having reported it; recheck > 0 runs it again after
 // that long although it was reported (a file still settling).
-type next struct{ held, recheck time.Duration }
+// wave > 0 runs it again when the node's rollout wave opens.
+type next struct{ held, recheck, wave time.Duration }
 
 // pass is one pass: the same Reconcile --once runs; then, unless it is held
 // (hold), its report.
@@ -186,6 +195,10 @@ func (a *Agent) pass(ctx context.Context, since int64) (next, error) {
 	var n next
 	if o := pass.Settling(); o != nil {
 		n.recheck = o.SettleFor
+	}
+	if ro := pass.Rollout; ro.Waits() && ro.Phase == rollout.Waiting {
+		// A moment past the opening, so the pass finds the wave open.
+		n.wave = max(time.Until(ro.OpensAt), 0) + 10*time.Millisecond
 	}
 	return n, a.report(ctx, rep, pass, err, since)
 }
@@ -272,6 +285,12 @@ func (a *Agent) report(ctx context.Context, rep *reconcile.Report, pass *reconci
 			attrs = append(attrs, "sinceTrigger", at.Sub(triggered))
 		}
 		a.logger.Info("wrote", attrs...)
+	}
+	if ro := pass.Rollout; ro != nil {
+		if seen := ro.Revision + " " + string(ro.Phase) + " " + ro.Reason; seen != a.rollout {
+			a.rollout = seen
+			a.logger.Info("rollout", "revision", ro.Revision, "phase", ro.Phase, "mode", ro.Mode, "wave", ro.Wave, "reason", ro.Reason)
+		}
 	}
 	a.publisher.Announce(rep, pass, err)
 	if !a.reported {

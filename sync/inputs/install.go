@@ -49,6 +49,9 @@ type Install struct {
 	// is the template): where a lasting change of a value must be made.
 	// A variable with no entry is set where the agent cannot say.
 	Origins map[string]installcni.Origin
+	// ConfigMapMeta is the metadata of the ConfigMaps read (when each was
+	// last updated, its annotations): the rollout of a change they carry.
+	ConfigMapMeta []metav1.ObjectMeta
 }
 
 // SourceInfo says where the inputs came from, as reports show it.
@@ -101,6 +104,9 @@ func InstallFromConfigMap(cm ConfigMapSource, key, templateFile string, env func
 			in.Source.ConfigMaps = []string{ns + "/" + c.Name}
 		}
 		in.Origins = configMapOrigins(c, ns, key, templateFile == "", env)
+		if c.Name != "" {
+			in.ConfigMapMeta = []metav1.ObjectMeta{c.ObjectMeta}
+		}
 		if accounts != nil {
 			in.CNIServiceAccount = "calico-node"
 			if ok, err := accounts.ServiceAccountExists(ns, "calico-cni-plugin"); err != nil {
@@ -192,7 +198,7 @@ func InstallFromDaemonSet(c Cluster, named, node string, agentEnv func(string) (
 			CNIServiceAccount: account, Namespace: ds.Namespace, ManageCNI: r.ManageCNI,
 			Source: SourceInfo{Kind: SourceDaemonSet, DaemonSet: r.DaemonSet, Container: r.Container, Pod: r.Pod,
 				ConfigMaps: nonNil(r.ConfigMaps), File: file, Install: KindOf(ds)},
-			Origins: r.Origins,
+			Origins: r.Origins, ConfigMapMeta: r.ConfigMapMeta,
 		}, nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // resolution holds what one Resolve call knows about the pod and what it has
@@ -259,6 +260,22 @@ func (rs *resolution) configMapsRead() (found, absent []string) {
 	sort.Strings(found)
 	sort.Strings(absent)
 	return found, absent
+}
+
+// configMapMeta is the metadata of the ConfigMaps found, sorted by name.
+func (rs *resolution) configMapMeta() []metav1.ObjectMeta {
+	names := make([]string, 0, len(rs.configMaps))
+	for name, cm := range rs.configMaps {
+		if cm != nil {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	out := make([]metav1.ObjectMeta, len(names))
+	for i, name := range names {
+		out[i] = rs.configMaps[name].ObjectMeta
+	}
+	return out
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

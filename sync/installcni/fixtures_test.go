@@ -219,6 +219,14 @@ func TestResolveFixtures(t *testing.T) {
 				CNIServiceAccountFrom: w.accountFrom,
 				CNINetDirHostPath:     "/etc/cni/net.d",
 				Origins:               got.Origins, // TestOriginsFixtures
+				ConfigMapMeta:         got.ConfigMapMeta,
+			}
+			var metaNames []string
+			for _, m := range got.ConfigMapMeta {
+				metaNames = append(metaNames, m.Namespace+"/"+m.Name)
+			}
+			if !reflect.DeepEqual(metaNames, w.configMaps) {
+				t.Errorf("ConfigMapMeta names %v, want those of the ConfigMaps found, %v", metaNames, w.configMaps)
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Resolve:\n got %+v\nwant %+v", redactTemplate(got), redactTemplate(want))

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -71,6 +72,9 @@ type Resolved struct {
 	// references): creating one changes the environment, so watch both.
 	ConfigMaps       []string
 	AbsentConfigMaps []string
+	// ConfigMapMeta is the metadata of the ConfigMaps found, in the order
+	// of ConfigMaps: when each was last updated, and its annotations.
+	ConfigMapMeta []metav1.ObjectMeta
 	// ManageCNI is true when the calico-node container's CALICO_MANAGE_CNI
 	// is not "false", the test calico-node v3.23+ makes before it starts its
 	// CNI token watcher. Older calico-node has no watcher whatever this says:
@@ -187,6 +191,7 @@ func Resolve(req Request, lk Lookup) (*Resolved, error) {
 		Template:              env[envNetworkConfig],
 		ConfigMaps:            found,
 		AbsentConfigMaps:      absent,
+		ConfigMapMeta:         rs.configMapMeta(),
 		ManageCNI:             nodeEnv != nil && nodeEnv[envManageCNI] != "false",
 		CNIServiceAccount:     account,
 		CNIServiceAccountFrom: from,

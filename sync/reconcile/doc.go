@@ -28,17 +28,22 @@
 //  4. Under --on-drift=enforce with a hand edit found, plan runs again on
 //     the Fresh source (a request, not the cache), against the same
 //     observation.
-//  5. The observation's Sync classifies each file (a file not read yet is
+//  5. With a rollout gate (the agent's Reconciler.Rollout), stage asks it
+//     about a file Outdated whose record names another revision (a
+//     ConfigMap-borne change): while the node waits for its wave, is
+//     paused or is halted, those files are left out of the sync and keep
+//     their content; Report.Rollout says where the node stands.
+//  6. The observation's Sync classifies each file (a file not read yet is
 //     read now, once) and carries out the state table: backups, intents,
 //     writes in dependency order, records. It follows its own writes, so
 //     what the files now hold is known without reading them again.
-//  6. The verdict cache is asked about the tokens now on disk, from the
+//  7. The verdict cache is asked about the tokens now on disk, from the
 //     observation; the observation's Check gives the state after the
 //     writes; each file's Outcome joins what Sync found and did with that
 //     state. The Report (what drift -o json prints and the status file
 //     holds) and the Pass (the outcomes, the desired files, whether the
 //     source's own token is rejected) are returned.
-//  7. The agent (sync/agent) decides from the Pass whether to hold the pass
+//  8. The agent (sync/agent) decides from the Pass whether to hold the pass
 //     (a file settling, inputs failing for a moment) or report it: metrics,
 //     Events and the Node condition (sync/status), each from the Pass's
 //     outcomes and the Report, with no further look at the disk.

@@ -28,6 +28,9 @@ type Pass struct {
 	// the inputs themselves (a bad template, a missing ConfigMap, a file in
 	// state Error) is the node's state, never an OwnFault.
 	OwnFault error
+	// Rollout is where the node stands on the revision of its inputs (see
+	// Report.Rollout).
+	Rollout *Rollout
 
 	in  *inputs.Install
 	obs *cniconf.Observation

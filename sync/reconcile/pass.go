@@ -131,6 +131,7 @@ func (r *Reconciler) render(in *inputs.Install, tok token.Token) (*cniconf.Desir
 	if err != nil {
 		return nil, fmt.Errorf("render the template from %s: %w", describeSource(in.Source), err)
 	}
+	want.Revision = revisionOf(in)
 	return want, nil
 }
 

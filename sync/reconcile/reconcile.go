@@ -33,6 +33,10 @@ type Report struct {
 	// source's token too. Each file holding the unhealthy token says so in
 	// its message; the condition leads with it.
 	RepairRefused string `json:"-"`
+	// Rollout is where the node stands on the revision of its inputs
+	// (the agent only; nil when nothing stages changes or no ConfigMap
+	// gives an input).
+	Rollout *Rollout `json:"-"`
 }
 
 // Worst is the state reported for the node: the first in the contract's
@@ -103,6 +107,11 @@ type Reconciler struct {
 	// hand repair must not rewrite what the node was given (--once without
 	// --accept-env-change). The agent follows such changes.
 	KeepFacts bool
+	// Rollout, when set, stages a ConfigMap-borne change (the agent): a
+	// pass that would write one asks it first, and leaves the files as
+	// they are while the node waits for its wave. Nil: every change is
+	// written at once (--once, drift).
+	Rollout Stager
 }
 
 // Mode says how much a reconcile may do.
@@ -185,7 +194,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 		rep.Credentials = r.credentials(ctx, p.in)
 		return rep, pass, errors.Join(err, fileErrors(rep.Files))
 	}
-	done, err := obs.Sync(want, false)
+	keep, staged := r.stage(ctx, p, obs, want)
+	done, err := obs.Sync(keep, false)
+	done = heldOutcomes(obs, want, keep, done)
+	rep.Rollout, pass.Rollout = staged, staged
 	if r.checksTokens(p.policy) {
 		// A token just written is checked now, so the report says
 		// whether it works; after a CA repair, the token on disk is
@@ -201,6 +213,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, mode Mode) (*Report, *Pass, 
 	for i, d := range done {
 		pass.Outcomes[i] = outcomeOf(d, after[i])
 		rep.Files[i] = pass.Outcomes[i].Now
+	}
+	if staged != nil {
+		sayHeld(rep.Files, staged)
 	}
 	p.describeDisk(r, rep, obs)
 	rep.Credentials = r.credentials(ctx, p.in)

@@ -85,3 +85,19 @@ func Decode(v string) (s State, ok bool, err error) {
 	}
 	return s, true, nil
 }
+
+// Next is the state a node publishes after decision d: s itself when d
+// says the same (revision, phase, wave and reason), so that Since stays
+// when the node entered the phase; else a new state since now.
+func (s State) Next(d Decision, now time.Time) State {
+	n := State{Revision: d.Revision, Phase: d.Phase, Wave: d.Wave, Reason: d.Reason, Since: s.Since}
+	if n.Revision != s.Revision || n.Phase != s.Phase || n.Wave != s.Wave || n.Reason != s.Reason || s.Since.IsZero() {
+		n.Since = now.UTC().Truncate(time.Second)
+	}
+	return n
+}
+
+// Same reports whether two states say the same, Since aside.
+func (s State) Same(o State) bool {
+	return s.Revision == o.Revision && s.Phase == o.Phase && s.Wave == o.Wave && s.Reason == o.Reason
+}

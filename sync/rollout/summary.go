@@ -32,16 +32,16 @@ type Summary struct {
 	// its phase last); "" when no node publishes a state.
 	Newest string `json:"newest"`
 	// Nodes is how many nodes were read.
-	Nodes     int        `json:"nodes"`
-	Revisions []Revision `json:"revisions"`
+	Nodes     int               `json:"nodes"`
+	Revisions []RevisionSummary `json:"revisions"`
 	// NoState are the nodes whose place is not known: no Lease, a Lease
 	// without the annotation, a Stale Lease (its agent is gone, its last
 	// word kept in Last), or an annotation that does not decode.
 	NoState []Unknown `json:"noState"`
 }
 
-// Revision is one revision and where its nodes stand.
-type Revision struct {
+// RevisionSummary is one revision and where its nodes stand.
+type RevisionSummary struct {
 	Revision string `json:"revision"`
 	// FirstSeen is the earliest Since of its nodes.
 	FirstSeen time.Time `json:"firstSeen"`
@@ -85,8 +85,8 @@ type Unknown struct {
 
 // Summarize groups the nodes by revision and phase.
 func Summarize(nodes []Observed) Summary {
-	s := Summary{Nodes: len(nodes), Revisions: []Revision{}, NoState: []Unknown{}}
-	byRev := map[string]*Revision{}
+	s := Summary{Nodes: len(nodes), Revisions: []RevisionSummary{}, NoState: []Unknown{}}
+	byRev := map[string]*RevisionSummary{}
 	for _, n := range nodes {
 		if !n.Lease {
 			s.NoState = append(s.NoState, Unknown{Node: n.Node, Why: NoLease, Message: "no Lease: no agent runs there, or it never started"})
@@ -110,7 +110,7 @@ func Summarize(nodes []Observed) Summary {
 		}
 		r := byRev[st.Revision]
 		if r == nil {
-			r = &Revision{Revision: st.Revision, FirstSeen: st.Since,
+			r = &RevisionSummary{Revision: st.Revision, FirstSeen: st.Since,
 				Waiting: []NodeState{}, Paused: []NodeState{}, Halted: []NodeState{}, RolledBack: []NodeState{}}
 			byRev[st.Revision] = r
 		}
@@ -142,7 +142,7 @@ func Summarize(nodes []Observed) Summary {
 		}
 		s.Revisions = append(s.Revisions, *r)
 	}
-	slices.SortFunc(s.Revisions, func(a, b Revision) int {
+	slices.SortFunc(s.Revisions, func(a, b RevisionSummary) int {
 		return cmp.Or(b.FirstSeen.Compare(a.FirstSeen), cmp.Compare(a.Revision, b.Revision))
 	})
 	if len(s.Revisions) > 0 {

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/probe"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
@@ -33,7 +35,52 @@ const (
 	// the agent rewrites nothing for it, and says which permission and
 	// which binding.
 	ReasonCNIForbidden = "CNIForbidden"
+	// ReasonRolloutWaiting (condition, status False): the node holds a
+	// ConfigMap-borne change back for its rollout (waiting for its wave,
+	// paused, or halted); its files are as they were, and work.
+	ReasonRolloutWaiting = "RolloutWaiting"
+	// ReasonRolloutHalted (event): the rollout of a revision stopped
+	// before this node applied it.
+	ReasonRolloutHalted = "RolloutHalted"
+	// ReasonRolledBack (event): the node applied a revision, turned
+	// unhealthy, and put its previous content back.
+	ReasonRolledBack = "RolledBack"
 )
+
+// onlyHeld: the files not InSync are exactly those a rollout holds back.
+func onlyHeld(rep *reconcile.Report) bool {
+	if !rep.Rollout.Waits() {
+		return false
+	}
+	for _, f := range rep.Files {
+		if f.State == cniconf.InSync {
+			continue
+		}
+		if f.State != cniconf.Outdated || !slices.Contains(rep.Rollout.Held, f.Path) {
+			return false
+		}
+	}
+	return true
+}
+
+// rolloutMessage says which revision the node holds back, why, and until
+// when.
+func rolloutMessage(r *reconcile.Rollout) string {
+	var why string
+	switch r.Phase {
+	case rollout.Paused:
+		why = "paused: remove the ConfigMap annotation " + rollout.Annotation + "=paused to resume"
+	case rollout.Halted:
+		why = "halted"
+	default:
+		why = "waiting for its wave"
+	}
+	msg := fmt.Sprintf("the ConfigMap change (revision %s) is %s; %s is left as it was, and works", r.Revision, why, strings.Join(r.Held, ", "))
+	if r.Reason != "" {
+		msg += ": " + r.Reason
+	}
+	return msg
+}
 
 // restartWarningFor is what every drift message must say, for the install
 // the inputs came from.
@@ -81,6 +128,9 @@ func ConditionFor(rep *reconcile.Report, advice string) corev1.NodeCondition {
 		if len(problems) > 0 {
 			c.Message += "; " + strings.Join(problems, "; ")
 		}
+	case onlyHeld(rep):
+		c.Status, c.Reason = corev1.ConditionFalse, ReasonRolloutWaiting
+		c.Message = rolloutMessage(rep.Rollout)
 	case worst == cniconf.InSync:
 		c.Status, c.Reason = corev1.ConditionFalse, string(cniconf.InSync)
 		c.Message = "the CNI files match the ConfigMap and the current token"

@@ -19,6 +19,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/token"
 )
 
@@ -44,6 +45,7 @@ type Reporter struct {
 	renderErr string
 	rejected  bool
 	forbidden string // the refusal already announced
+	halted    string // the revision whose halt was announced
 }
 
 // NewReporter starts an event broadcaster for the node. Stop it with the
@@ -156,6 +158,10 @@ func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcile
 	}
 	if rep.Token.Accepted != nil || rejected {
 		r.rejected = rejected
+	}
+	if ro := rep.Rollout; ro.Waits() && ro.Phase == rollout.Halted && ro.Revision != r.halted {
+		r.halted = ro.Revision
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRolloutHalted, "%s; %s is left as it was", ro.Reason, strings.Join(ro.Held, ", "))
 	}
 	switch {
 	case credentialForbidden(rep):

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +43,62 @@ type Liveness struct {
 
 	renewed time.Time
 	last    *coordinationv1.Lease // as the last renewal left it
+
+	mu    sync.Mutex
+	state rollout.State // where the node stands on a rollout; zero: nothing to say
+}
+
+// SetRollout sets where the node stands on the rollout of a revision, for
+// the Lease's annotation rollout.StateAnnotation. The state's Since stays
+// while the decision says the same. The next Due is true when the
+// annotation must change: it rides the renewal, one Update.
+func (l *Liveness) SetRollout(s rollout.State) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state = s
+}
+
+// Rollout is the state last set.
+func (l *Liveness) Rollout() rollout.State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+// annotation is the state annotation to write; "" when none is set.
+func (l *Liveness) annotation() string {
+	s := l.Rollout()
+	if s.Phase == "" {
+		return ""
+	}
+	v, err := s.Encode()
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
+// withAnnotation puts the state annotation into a Lease about to be
+// written. A state the Lease holds already (a restart) keeps its Since.
+func (l *Liveness) withAnnotation(lease *coordinationv1.Lease) {
+	if l.Rollout().Phase == "" {
+		return
+	}
+	if old, ok, err := rollout.Decode(lease.Annotations[rollout.StateAnnotation]); err == nil && ok {
+		l.mu.Lock()
+		if old.Same(l.state) {
+			l.state.Since = old.Since
+		}
+		l.mu.Unlock()
+	}
+	v := l.annotation()
+	if v == "" {
+		return
+	}
+	if lease.Annotations == nil {
+		lease.Annotations = map[string]string{}
+	}
+	lease.Annotations[rollout.StateAnnotation] = v
 }
 
 func (l *Liveness) now() time.Time {
@@ -56,7 +114,12 @@ func (l *Liveness) now() time.Time {
 // up to a tenth of a period early, or every other tick would be skipped and
 // renewals would be two periods apart, when report calls the agent Stale.
 func (l *Liveness) Due() bool {
-	return l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period-l.Period/10
+	if l.renewed.IsZero() || l.now().Sub(l.renewed) >= l.Period-l.Period/10 {
+		return true
+	}
+	// A rollout state not yet in the Lease is written now.
+	v := l.annotation()
+	return v != "" && (l.last == nil || l.last.Annotations[rollout.StateAnnotation] != v)
 }
 
 // Renew creates or renews the Lease: one update of the object it last
@@ -73,6 +136,7 @@ func (l *Liveness) Renew(ctx context.Context) error {
 	if l.last != nil {
 		next := l.last.DeepCopy()
 		next.Spec.HolderIdentity, next.Spec.LeaseDurationSeconds, next.Spec.RenewTime = &l.Node, &secs, &now
+		l.withAnnotation(next)
 		l.last, err = leases.Update(ctx, next, metav1.UpdateOptions{})
 		if err == nil {
 			l.renewed = now.Time
@@ -86,13 +150,16 @@ func (l *Liveness) Renew(ctx context.Context) error {
 	lease, err := leases.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		lease, err = leases.Create(ctx, &coordinationv1.Lease{
+		fresh := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: l.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "calico-cni-sync"}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.Node, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
-		}, metav1.CreateOptions{})
+		}
+		l.withAnnotation(fresh)
+		lease, err = leases.Create(ctx, fresh, metav1.CreateOptions{})
 	case err == nil:
 		lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.RenewTime = &l.Node, &secs, &now
+		l.withAnnotation(lease)
 		lease, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 	}
 	if err != nil {

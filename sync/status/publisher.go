@@ -43,6 +43,9 @@ func (p *Publisher) Announce(rep *reconcile.Report, pass *reconcile.Pass, err er
 // Publish publishes one report now and renews the Lease when due.
 func (p *Publisher) Publish(ctx context.Context, rep *reconcile.Report) error {
 	err := p.reporter.Publish(ctx, rep)
+	if p.liveness != nil && rep.Rollout != nil {
+		p.liveness.SetRollout(p.liveness.Rollout().Next(rep.Rollout.Decision, p.liveness.now()))
+	}
 	if p.liveness != nil && p.liveness.Due() {
 		err = errors.Join(err, p.liveness.Renew(ctx))
 	}

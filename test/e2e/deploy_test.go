@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 )
 
@@ -163,6 +164,22 @@ func updateLease(sa kubernetes.Interface, name string) func(ctx context.Context)
 			return err
 		}
 		return errOf(sa.CoordinationV1().Leases("kube-system").Update(ctx, lease, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}))
+	}
+}
+
+func listLeases(sa kubernetes.Interface, ns string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		return errOf(sa.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: rollout.LeaseSelector}))
+	}
+}
+
+func watchLeases(sa kubernetes.Interface, ns string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		w, err := sa.CoordinationV1().Leases(ns).Watch(ctx, metav1.ListOptions{LabelSelector: rollout.LeaseSelector})
+		if err == nil {
+			w.Stop()
+		}
+		return err
 	}
 }
 
@@ -327,8 +344,19 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	expectAllowed(t, e.ctx, request{"update its own Lease", updateLease(sa, "calico-cni-sync-"+e.node)})
+	expectAllowed(t, e.ctx, request{"update its own Lease", updateLease(sa, "calico-cni-sync-"+e.node)},
+		// A rollout in waves reads the peers' states in their Leases.
+		request{"list the agents' Leases in kube-system", listLeases(sa, "kube-system")},
+		request{"watch the agents' Leases in kube-system", watchLeases(sa, "kube-system")})
 	expectForbidden(t, e.ctx, append(outsideTheJob(sa, e.node),
+		request{"list Leases in default", listLeases(sa, "default")},
+		request{"watch Leases in kube-node-lease", watchLeases(sa, "kube-node-lease")},
+		request{"delete its own Lease", func(ctx context.Context) error {
+			return sa.CoordinationV1().Leases("kube-system").Delete(ctx, "calico-cni-sync-"+e.node, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}},
+		request{"patch its own Lease", func(ctx context.Context) error {
+			return errOf(sa.CoordinationV1().Leases("kube-system").Patch(ctx, "calico-cni-sync-"+e.node, types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}))
+		}},
 		request{"update Lease kube-system/kube-controller-manager", updateLease(sa, "kube-controller-manager")},
 		request{"update Lease kube-system/kube-scheduler", updateLease(sa, "kube-scheduler")},
 		request{"create a Lease kube-system/x", func(ctx context.Context) error {
