@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -20,14 +18,7 @@ import (
 func TestSandboxProbeComponent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	manifests, err := filepath.Abs("../../manifests")
-	must(t, err)
-	dir := filepath.Join(t.TempDir(), "my-cluster")
-	must(t, os.MkdirAll(dir, 0o755))
-	rel, err := filepath.Rel(dir, manifests)
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources: ["+rel+"]\ncomponents: ["+
-		filepath.Join(rel, "components", "sandbox-probe")+"]\n"), 0o600))
+	dir := withComponent(t, "sandbox-probe")
 	args := deploy(t, ctx, dir)
 	if !slices.Equal(args, []string{"--probe-on-sandbox-failure"}) {
 		t.Fatalf("args %v: want --probe-on-sandbox-failure alone", args)
