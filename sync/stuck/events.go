@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -32,25 +34,6 @@ type SandboxEvent struct {
 // (Calico: "connection is unauthorized: Unauthorized").
 func (e *SandboxEvent) Unauthorized() bool {
 	return e != nil && strings.Contains(e.Message, "Unauthorized")
-}
-
-// EventTime is when an event was last seen: the latest of its series, its
-// lastTimestamp, its eventTime and its firstTimestamp (events.k8s.io writers
-// set eventTime and series; the kubelet's core/v1 recorder the timestamps).
-func EventTime(ev *corev1.Event) time.Time {
-	t := ev.FirstTimestamp.Time
-	for _, c := range []time.Time{ev.LastTimestamp.Time, ev.EventTime.Time} {
-		if c.After(t) {
-			t = c
-		}
-	}
-	if ev.Series != nil && ev.Series.LastObservedTime.After(t) {
-		t = ev.Series.LastObservedTime.Time
-	}
-	if t.IsZero() {
-		t = ev.CreationTimestamp.Time
-	}
-	return t
 }
 
 // PodKey names the pod an event is about, or "" for an event about
@@ -95,7 +78,7 @@ func (l Latest) Add(ev *corev1.Event) {
 	if key == "" {
 		return
 	}
-	if at := EventTime(ev); l[key] == nil || at.After(l[key].Time) {
+	if at := sandbox.EventTime(ev); l[key] == nil || at.After(l[key].Time) {
 		l[key] = &SandboxEvent{Reason: ev.Reason, Message: ev.Message, Time: at}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -216,7 +218,7 @@ func TestEventTime(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := EventTime(&tc.ev); !got.Equal(tc.want) {
+			if got := sandbox.EventTime(&tc.ev); !got.Equal(tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})

@@ -120,38 +120,29 @@ func (e *env) conditionOf(node string, typ corev1.NodeConditionType) (*corev1.No
 // have the status and reason, and its message each fragment.
 func (e *env) waitHealthy(node string, status corev1.ConditionStatus, reason string, msg ...string) *corev1.NodeCondition {
 	e.t.Helper()
-	var c *corev1.NodeCondition
-	e.eventually(30*time.Second, fmt.Sprintf("CalicoCNICredentialHealthy %s/%s on %s", status, reason, node), func() error {
-		var err error
-		if c, err = e.conditionOf(node, "CalicoCNICredentialHealthy"); err != nil {
-			return err
-		}
-		if c.Status != status || c.Reason != reason {
-			return fmt.Errorf("CalicoCNICredentialHealthy is %s/%s: %s", c.Status, c.Reason, c.Message)
-		}
-		for _, m := range msg {
-			if !strings.Contains(c.Message, m) {
-				return fmt.Errorf("message %q lacks %q", c.Message, m)
-			}
-		}
-		return nil
-	})
-	e.noTokenIn(c.Message)
-	return c
+	return e.waitConditionOf(node, "CalicoCNICredentialHealthy", status, reason, msg...)
 }
 
 // waitCondition waits for the condition's status and reason, and for its
 // message to contain each fragment.
 func (e *env) waitCondition(node string, status corev1.ConditionStatus, reason string, msg ...string) *corev1.NodeCondition {
 	e.t.Helper()
+	return e.waitConditionOf(node, "CalicoCNIConfigDrift", status, reason, msg...)
+}
+
+// waitConditionOf waits for the node's condition of a type to have the
+// status and reason, and its message each fragment; no message may hold a
+// token.
+func (e *env) waitConditionOf(node string, typ corev1.NodeConditionType, status corev1.ConditionStatus, reason string, msg ...string) *corev1.NodeCondition {
+	e.t.Helper()
 	var c *corev1.NodeCondition
-	e.eventually(30*time.Second, fmt.Sprintf("condition %s/%s on %s", status, reason, node), func() error {
+	e.eventually(30*time.Second, fmt.Sprintf("%s %s/%s on %s", typ, status, reason, node), func() error {
 		var err error
-		if c, err = e.condition(node); err != nil {
+		if c, err = e.conditionOf(node, typ); err != nil {
 			return err
 		}
 		if c.Status != status || c.Reason != reason {
-			return fmt.Errorf("condition is %s/%s: %s", c.Status, c.Reason, c.Message)
+			return fmt.Errorf("%s is %s/%s: %s", typ, c.Status, c.Reason, c.Message)
 		}
 		for _, m := range msg {
 			if !strings.Contains(c.Message, m) {

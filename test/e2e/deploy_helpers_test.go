@@ -150,3 +150,19 @@ func calicoSystem(t testing.TB, ctx context.Context) {
 		t.Fatal(err)
 	}
 }
+
+// withComponent is a kustomization of an operator's own, in a temporary
+// directory: the manifests' base with one of its Components, as the
+// Component's kustomization says to add it.
+func withComponent(t *testing.T, component string) string {
+	t.Helper()
+	manifests, err := filepath.Abs("../../manifests")
+	must(t, err)
+	dir := filepath.Join(t.TempDir(), "my-cluster")
+	must(t, os.MkdirAll(dir, 0o755))
+	rel, err := filepath.Rel(dir, manifests)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources: ["+rel+"]\ncomponents: ["+
+		filepath.Join(rel, "components", component)+"]\n"), 0o600))
+	return dir
+}

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,14 +14,7 @@ import (
 func TestSELinuxComponent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	manifests, err := filepath.Abs("../../manifests")
-	must(t, err)
-	dir := filepath.Join(t.TempDir(), "my-cluster")
-	must(t, os.MkdirAll(dir, 0o755))
-	rel, err := filepath.Rel(dir, manifests)
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources: ["+rel+"]\ncomponents: ["+
-		filepath.Join(rel, "components", "selinux")+"]\n"), 0o600))
+	dir := withComponent(t, "selinux")
 	deploy(t, ctx, dir)
 	ds, err := cp.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-cni-sync", metav1.GetOptions{})
 	must(t, err)

@@ -35,7 +35,24 @@ func TestForbiddenOnTheRealNode(t *testing.T) {
 	if err := c.node.ImportImage(archive); err != nil {
 		t.Fatal(err)
 	}
-	c.mustKubectl("apply", "--server-side", "-k", filepath.Join(c.node.repo, inst.manifests))
+	// The manifests with the sandbox-probe Component, as an operator adds
+	// it: the flag and the grant to read the kubelet's Events.
+	mine := filepath.Join(t.TempDir(), "my-cluster")
+	if err := os.MkdirAll(mine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.Rel(mine, filepath.Join(c.node.repo, inst.manifests))
+	if err != nil {
+		t.Fatal(err)
+	}
+	component, err := filepath.Rel(mine, filepath.Join(c.node.repo, "manifests", "components", "sandbox-probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "kustomization.yaml"), []byte("resources: ["+base+"]\ncomponents: ["+component+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.mustKubectl("apply", "--server-side", "-k", mine)
 	args := []string{"--credential-probe=true", "--probe-on-sandbox-failure", "--token-check-period=1h"}
 	c.mustKubectl("-n", ns, "patch", "daemonset", "calico-cni-sync", "--type", "json", "-p",
 		`[{"op":"add","path":"/spec/template/spec/containers/0/args","value":["`+strings.Join(args, `","`)+`"]}]`)
