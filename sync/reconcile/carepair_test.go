@@ -20,7 +20,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
@@ -50,14 +49,7 @@ func selfSignedCA(t *testing.T) []byte {
 // prober and a verdict cache whose review accepts every token.
 func probedReconciler(t *testing.T, srv *httptest.Server, ca []byte) *Reconciler {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "test", "testdata", "fixtures", "calico-config-v3.32.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cm corev1.ConfigMap
-	if err := yaml.Unmarshal(raw, &cm); err != nil {
-		t.Fatal(err)
-	}
+	cm := fixtureConfigMap(t)
 	u, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)

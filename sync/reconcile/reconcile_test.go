@@ -19,9 +19,8 @@ import (
 
 const caA, caB = "-----BEGIN CERTIFICATE-----\nMIIBa\n-----END CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\nMIIBb\n-----END CERTIFICATE-----\n"
 
-// fixtureInstall is source configmap on the v3.32 fixture with veth_mtu
-// set, and the API address in the env.
-func fixtureInstall(t *testing.T, mtu *string) inputs.InstallSource {
+// fixtureConfigMap is the v3.32 calico-config fixture.
+func fixtureConfigMap(t *testing.T) corev1.ConfigMap {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "test", "testdata", "fixtures", "calico-config-v3.32.yaml"))
 	if err != nil {
@@ -31,6 +30,14 @@ func fixtureInstall(t *testing.T, mtu *string) inputs.InstallSource {
 	if err := yaml.Unmarshal(raw, &cm); err != nil {
 		t.Fatal(err)
 	}
+	return cm
+}
+
+// fixtureInstall is source configmap on the v3.32 fixture with veth_mtu
+// set, and the API address in the env.
+func fixtureInstall(t *testing.T, mtu *string) inputs.InstallSource {
+	t.Helper()
+	cm := fixtureConfigMap(t)
 	env := map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 	return func(context.Context) (*inputs.Install, error) {
 		c := cm.DeepCopy()
