@@ -157,8 +157,8 @@ func parseKubeconfigSnapshot(data []byte, _ []TokenField) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	doc, err := decodeYAMLMapping(data)
+	if err != nil {
 		return snapshot{}, fmt.Errorf("parse kubeconfig: %w", err)
 	}
 	// The server by meaning: install-cni v3.22-v3.30 brackets an IPv4

@@ -40,6 +40,7 @@ func FuzzKubeconfigSnapshot(f *testing.F) {
 	f.Add([]byte("users:\n- name: a\n  user:\n    token: " + plainOldToken + "\n"))
 	f.Add([]byte("clusters: [{cluster: {server: 'https://[10.96.0.1]:443'}}]\nusers: [{user: {token: x}}]\n"))
 	f.Add([]byte("{}"))
+	f.Add([]byte("clusters: [~]\nusers: [{0: ~, \"0\": 1, 1: {0: 0}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		snap, err := parseKubeconfigSnapshot(data, nil)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/installcni"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/plan"
@@ -141,6 +142,9 @@ func readProposed(path string, stdin io.Reader) (*corev1.ConfigMap, error) {
 	if tm.Kind != "ConfigMap" || tm.APIVersion != "v1" {
 		return nil, fmt.Errorf("-f %s is a %s (apiVersion %q), not a ConfigMap: plan takes one of the ConfigMaps install-cni reads (calico-config, canal-config, cni-config, kubernetes-services-endpoint)",
 			name, cmpOr(tm.Kind, "document without a kind"), tm.APIVersion)
+	}
+	if err := cniconf.CheckYAMLKeys(docs[0]); err != nil {
+		return nil, fmt.Errorf("-f %s: not a valid ConfigMap: %w", name, err)
 	}
 	var cm corev1.ConfigMap
 	if err := yaml.UnmarshalStrict(docs[0], &cm); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,9 @@ func LoadConfigMapFile(path string) (*corev1.ConfigMap, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read --configmap-file: %w", err)
+	}
+	if err := cniconf.CheckYAMLKeys(data); err != nil {
+		return nil, fmt.Errorf("parse --configmap-file %s: %w", path, err)
 	}
 	var cm corev1.ConfigMap
 	if err := yaml.Unmarshal(data, &cm); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -22,6 +23,7 @@ func FuzzLoadConfigMapFile(f *testing.F) {
 	f.Add([]byte("kind: Secret\ndata: {a: b}\n"))
 	f.Add([]byte("data:\n  cni_network_config: 1\n"))
 	f.Add([]byte("- a\n- b\n"))
+	f.Add([]byte("data: {1: a, \"1\": b, 1.0: c}\n"))
 	path := filepath.Join(f.TempDir(), "calico-config.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -33,6 +35,11 @@ func FuzzLoadConfigMapFile(f *testing.F) {
 		}
 		if cm == nil || (cm.Kind != "" && cm.Kind != "ConfigMap") {
 			t.Fatalf("loaded %+v", cm)
+		}
+		for range 4 {
+			if again, err := LoadConfigMapFile(path); err != nil || !reflect.DeepEqual(again.Data, cm.Data) {
+				t.Fatalf("read again, the file means something else: %v", err)
+			}
 		}
 		in, err := InstallFromConfigMap(ConfigMapFromFile(path), KeyTemplate, "", nil, nil, SourceInfo{})(context.Background())
 		if err != nil {
