@@ -10,6 +10,7 @@ import (
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/agent"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
+	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/status"
@@ -91,6 +92,9 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 			}
 			return n.Labels, nil
 		}}
+	// What a revision applied in waves replaced is kept, and put back
+	// when a pod's sandbox fails on the node during its soak.
+	r.Rollbacks = &reconcile.Rollbacks{}
 	metrics := status.NewMetrics()
 	reporter, stopEvents := status.NewReporter(client, events, o.NodeName, o.StatusFile, tokenAdvice(o), logger)
 	defer stopEvents()
@@ -108,7 +112,10 @@ func runAgent(ctx context.Context, o *Options, logger *slog.Logger) int {
 	health := &status.Health{WedgedAfter: wedgedAfter, ResyncPeriod: o.ResyncPeriod}
 	a := agent.NewAgent(agent.Config{NetDir: o.CNINetDir, Managed: managed, TokenFile: tokenFile,
 		ResyncPeriod: o.ResyncPeriod, TokenCheckPeriod: o.TokenCheckPeriod,
-		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source, "rollout", o.Rollout}},
+		Describe: []any{"node", o.NodeName, "dir", o.CNINetDir, "source", o.Source, "rollout", o.Rollout},
+		Sandbox: func(onFailure func(sandbox.Failure)) *sandbox.Source {
+			return sandbox.New(client, o.NodeName, onFailure)
+		}},
 		queue, own, r, publisher, metrics, health, logger)
 	health.Extra = func() error { return errors.Join(a.NetDirGone(), a.TokenExpired()) }
 	health.Faults = func() error { return errors.Join(checkWritableDirs(o, true), a.OwnFault()) }

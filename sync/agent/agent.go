@@ -32,6 +32,10 @@ type Config struct {
 	ResyncPeriod, TokenCheckPeriod time.Duration
 	// Describe is logged when the loop starts.
 	Describe []any
+	// Sandbox, when set, watches the node's sandbox failures while the
+	// node soaks a revision it applied in waves (soak). Nil: a revision
+	// is never judged after it is applied.
+	Sandbox SandboxSource
 }
 
 // Agent is the node agent: every trigger (an informer's event, a file
@@ -60,6 +64,11 @@ type Agent struct {
 
 	sandboxMu     sync.Mutex
 	sandboxProbed time.Time // when a sandbox failure last made the credential due
+
+	soakMu   sync.Mutex
+	soakRev  string             // the revision whose soak is watched
+	soakStop context.CancelFunc // ends that watch
+	soakDone sync.WaitGroup
 }
 
 // NewAgent puts the parts together; it writes no field of any of them. own
@@ -73,6 +82,9 @@ func NewAgent(cfg Config, queue *Queue, own *OwnWrites, r *reconcile.Reconciler,
 // Run watches and reconciles until ctx ends. On return no write is in
 // flight.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.soakDone.Wait()
+	ctx, cancel := context.WithCancel(ctx) // ends a soak's watch on any return
+	defer cancel()
 	defer a.queue.shutDown()
 	dirs := []string{a.cfg.NetDir}
 	tokenDir := ""
@@ -200,6 +212,7 @@ func (a *Agent) pass(ctx context.Context, since int64) (next, error) {
 		// A moment past the opening, so the pass finds the wave open.
 		n.wave = max(time.Until(ro.OpensAt), 0) + 10*time.Millisecond
 	}
+	a.soak(ctx, pass.Rollout)
 	return n, a.report(ctx, rep, pass, err, since)
 }
 

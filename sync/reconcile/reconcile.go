@@ -112,6 +112,11 @@ type Reconciler struct {
 	// they are while the node waits for its wave. Nil: every change is
 	// written at once (--once, drift).
 	Rollout Stager
+	// Rollbacks, when set with Rollout, keeps what a revision applied in
+	// waves replaced, and puts it back when the node turns unhealthy
+	// after applying it (the agent). Nil: nothing is kept, and a
+	// revision rolled out in waves is applied without a way back.
+	Rollbacks *Rollbacks
 }
 
 // Mode says how much a reconcile may do.

@@ -2,8 +2,10 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/inputs"
@@ -27,8 +29,12 @@ type Stager interface {
 type Rollout struct {
 	rollout.Decision
 	// Held are the paths of the files the pass left Outdated because the
-	// revision is not applied here yet.
+	// revision is not applied here yet, or was rolled back here.
 	Held []string
+	// SoakSince and SoakUntil, when set, are the soak after the node
+	// applied the revision in waves: a pod's sandbox failing on the node
+	// in it makes the node put its files back (Reconciler.Rollbacks).
+	SoakSince, SoakUntil time.Time
 }
 
 // Waits reports whether the pass held files back for the rollout.
@@ -84,12 +90,17 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 	if r.Rollout == nil || want.Revision == "" {
 		return want, nil
 	}
+	now := time.Now()
 	change := rollout.Change{Revision: want.Revision, Start: rollout.StartOf(p.in.ConfigMapMeta), ConfigMaps: p.in.ConfigMapMeta}
 	at := r.Rollout.At(ctx, change)
 	if at.Mode == rollout.Immediate {
 		// Nothing is staged: the pass writes what it finds due, and
 		// the node is at the revision once it has.
 		return want, &Rollout{Decision: at}
+	}
+	back, st, err := r.rolledBack(at, want, now)
+	if back != nil {
+		return back, st
 	}
 	var staged []int
 	for i, f := range obs.Check(want) {
@@ -100,13 +111,31 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 	if len(staged) == 0 {
 		// Nothing of the revision left to write: the node is at it,
 		// or holds it back only by a state no rollout stages.
-		return want, &Rollout{Decision: at}
+		if err != nil {
+			return want, &Rollout{Decision: at}
+		}
+		return want, r.soaking(at, want, now)
 	}
 	d := r.Rollout.Decide(ctx, change)
-	if d.Apply {
-		return want, &Rollout{Decision: d}
+	if err != nil {
+		// What to put back is not known: nothing new is applied, and
+		// the files stay as they are.
+		d.Apply, d.Phase, d.OpensAt = false, rollout.Waiting, now.Add(rollout.RetryAfter)
+		d.Reason = fmt.Sprintf("revision %s waits: %v", want.Revision, err)
 	}
-	st := &Rollout{Decision: d}
+	if d.Apply {
+		if err := r.keepPoint(obs, want, staged, now); err != nil {
+			d.Apply, d.Phase, d.OpensAt = false, rollout.Waiting, now.Add(rollout.RetryAfter)
+			d.Reason = fmt.Sprintf("revision %s waits: cannot keep what it replaces to roll back to: %v", want.Revision, err)
+		} else {
+			st := &Rollout{Decision: d}
+			if d.Mode == rollout.Waves && d.Soak > 0 {
+				st.SoakSince, st.SoakUntil = now, now.Add(d.Soak)
+			}
+			return want, st
+		}
+	}
+	st = &Rollout{Decision: d}
 	keep := &cniconf.Desired{Token: want.Token, Facts: want.Facts, Revision: want.Revision}
 	for i, f := range want.Files {
 		if len(staged) > 0 && staged[0] == i {
@@ -121,7 +150,8 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 
 // heldOutcomes puts back, among the outcomes of a sync of keep, the files
 // of want the pass held back: found as they are (the sync did not touch
-// them), nothing done.
+// them), nothing done. A file keep holds in another version (a rollback's)
+// has the outcome of its sync.
 func heldOutcomes(obs *cniconf.Observation, want, keep *cniconf.Desired, done []cniconf.Outcome) []cniconf.Outcome {
 	if keep == want {
 		return done
@@ -130,7 +160,7 @@ func heldOutcomes(obs *cniconf.Observation, want, keep *cniconf.Desired, done []
 	out := make([]cniconf.Outcome, len(want.Files))
 	j := 0
 	for i, f := range want.Files {
-		if j < len(keep.Files) && keep.Files[j] == f {
+		if j < len(keep.Files) && keep.Files[j].Name == f.Name {
 			out[i] = done[j]
 			j++
 			continue

@@ -149,13 +149,13 @@ type Gate struct {
 	wave    int
 }
 
-// retryAfter is when a gate that could not read what it needs is asked
+// RetryAfter is when a gate that could not read what it needs is asked
 // again.
-const retryAfter = 30 * time.Second
+const RetryAfter = 30 * time.Second
 
 // Decide is the gate's decision for a change. A change rolled out in
 // waves whose node labels or peers cannot be read waits (it is asked again
-// in retryAfter): a gate that cannot see does not open.
+// in RetryAfter): a gate that cannot see does not open.
 func (g *Gate) Decide(ctx context.Context, c Change) Decision {
 	now := time.Now()
 	if g.Now != nil {
@@ -173,11 +173,12 @@ func (g *Gate) Decide(ctx context.Context, c Change) Decision {
 		peers, err = g.Peers.States(ctx)
 	}
 	if err != nil {
-		return Decision{Revision: c.Revision, Mode: mode, Wave: wave, Phase: Waiting, OpensAt: now.Add(retryAfter),
+		return Decision{Revision: c.Revision, Mode: mode, Wave: wave, Phase: Waiting, OpensAt: now.Add(RetryAfter),
 			Reason: fmt.Sprintf("revision %s waits: %v", c.Revision, err)}
 	}
 	d := Decide(c.Revision, mode, g.Plan, c.Start, wave, now, peers)
 	d.Reason = joinReason(d.Reason, problem)
+	d.Soak = g.Plan.Interval
 	return d
 }
 
@@ -188,6 +189,7 @@ func (g *Gate) At(ctx context.Context, c Change) Decision {
 	d := Decision{Revision: c.Revision, Apply: true, Phase: Applied, Mode: mode}
 	if mode == Waves {
 		d.Wave, _ = g.waveOf(ctx, c.Revision)
+		d.Soak = g.Plan.Interval
 	}
 	return d
 }

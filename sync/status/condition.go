@@ -72,6 +72,8 @@ func rolloutMessage(r *reconcile.Rollout) string {
 		why = "paused: remove the ConfigMap annotation " + rollout.Annotation + "=paused to resume"
 	case rollout.Halted:
 		why = "halted"
+	case rollout.RolledBack:
+		why = "rolled back on this node"
 	default:
 		why = "waiting for its wave"
 	}

@@ -46,6 +46,7 @@ type Reporter struct {
 	rejected  bool
 	forbidden string // the refusal already announced
 	halted    string // the revision whose halt was announced
+	rolled    string // the revision whose rollback was announced
 }
 
 // NewReporter starts an event broadcaster for the node. Stop it with the
@@ -162,6 +163,10 @@ func (r *Reporter) events(rep *reconcile.Report, pass *reconcile.Pass, reconcile
 	if ro := rep.Rollout; ro.Waits() && ro.Phase == rollout.Halted && ro.Revision != r.halted {
 		r.halted = ro.Revision
 		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRolloutHalted, "%s; %s is left as it was", ro.Reason, strings.Join(ro.Held, ", "))
+	}
+	if ro := rep.Rollout; ro.Waits() && ro.Phase == rollout.RolledBack && ro.Revision != r.rolled {
+		r.rolled = ro.Revision
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonRolledBack, "%s; %s holds what it held before, and the later waves do not apply it", ro.Reason, strings.Join(ro.Held, ", "))
 	}
 	switch {
 	case credentialForbidden(rep):

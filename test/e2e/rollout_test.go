@@ -34,9 +34,14 @@ type rolloutNodes struct {
 const canaryLabel = "rollout.calico-cni-sync.test/canary"
 
 func startRolloutNodes(t *testing.T, e *env) *rolloutNodes {
+	return startRolloutNodesEvery(t, e, rolloutInterval)
+}
+
+// startRolloutNodesEvery is startRolloutNodes with another wave interval.
+func startRolloutNodesEvery(t *testing.T, e *env, interval time.Duration) *rolloutNodes {
 	sel, err := labels.Parse(canaryLabel + "=true")
 	must(t, err)
-	plan := rollout.Plan{CanarySelector: sel, Waves: 2, Interval: rolloutInterval}
+	plan := rollout.Plan{CanarySelector: sel, Waves: 2, Interval: interval}
 	r := &rolloutNodes{e: e, canary: e.node, waves: map[string]int{e.node: 0}, nets: map[string]string{}, agents: map[string]*agent{}}
 	node, err := e.client.CoreV1().Nodes().Get(e.ctx, e.node, metav1.GetOptions{})
 	must(t, err)
@@ -58,7 +63,7 @@ func startRolloutNodes(t *testing.T, e *env) *rolloutNodes {
 		r.nets[n] = filepath.Join(e.dir, n, "net.d")
 		must(t, os.MkdirAll(r.nets[n], 0o755))
 		r.agents[n] = e.startAgentFor(n, r.nets[n], "--rollout", "waves", "--rollout-canary-selector", canaryLabel+"=true",
-			"--rollout-waves", "2", "--rollout-wave-interval", rolloutInterval.String(), "--lease-namespace", e.ns)
+			"--rollout-waves", "2", "--rollout-wave-interval", interval.String(), "--lease-namespace", e.ns)
 	}
 	for n := range r.waves {
 		e.waitCondition(n, corev1.ConditionFalse, "InSync")
