@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -90,5 +91,28 @@ func TestCanaryRollsBackOnSandboxFailure(t *testing.T) {
 	}
 	if evs := e.events(r.canary, "RolledBack"); len(evs) != 1 || evs[0].Count > 1 || evs[0].Type != corev1.EventTypeWarning {
 		t.Errorf("RolledBack events %+v, want one Warning", evs)
+	}
+
+	// report --rollout says where the revision stopped and why.
+	code, out := e.run("report", "--rollout", "--kubeconfig", e.kubeconfig, "--lease-namespace", e.ns, "-o", "json")
+	var doc rolloutDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 1 {
+		t.Fatalf("report --rollout: exit %d, %v\n%s", code, err, out)
+	}
+	found := false
+	for _, rv := range doc.Revisions {
+		if rv.Revision != rev {
+			continue
+		}
+		found = true
+		if len(rv.RolledBack) != 1 || rv.RolledBack[0].Node != r.canary || !strings.Contains(rv.RolledBack[0].Reason, "web-0") {
+			t.Errorf("rolled back %+v, want the canary with its evidence", rv.RolledBack)
+		}
+		if rv.Nodes["halted"] != len(r.waves)-1 || rv.Nodes["applied"] != 0 {
+			t.Errorf("counts %v, want %d halted and none applied", rv.Nodes, len(r.waves)-1)
+		}
+	}
+	if !found {
+		t.Errorf("report --rollout does not list revision %s:\n%s", rev, out)
 	}
 }
