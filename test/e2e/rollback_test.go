@@ -20,7 +20,9 @@ import (
 // publish halted and never apply the change, and the canary does not apply
 // it again.
 func TestCanaryRollsBackOnSandboxFailure(t *testing.T) {
-	const interval = 20 * time.Second
+	// Long enough for the canary to roll back before wave 1 opens, on a
+	// loaded machine.
+	const interval = 12 * time.Second
 	e := newEnv(t, "calico-config-v3.32.yaml")
 	r := startRolloutNodesEvery(t, e, interval)
 	first := r.waitStates("every node at the first revision", func(_ string, s rollout.State) error {
