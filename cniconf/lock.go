@@ -72,6 +72,9 @@ func (d *Dir) removeTemps(want *Desired) {
 			if isTempOf(name, "probe") {
 				return true // a probeWritable of a killed run
 			}
+			if isTempOf(name, rollbackName) {
+				return true // a rollback point's write of a killed run
+			}
 			for _, f := range want.Files {
 				if isTempOf(name, f.Name+".json") {
 					return true

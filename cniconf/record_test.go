@@ -273,10 +273,16 @@ func TestTemporaryFilesOfKilledWritersAreRemoved(t *testing.T) {
 		}
 	}
 	recTemp := filepath.Join(recordDir(d.StateDir, d.NetDir), "."+a.Conf().Name+".json42")
-	if err := os.WriteFile(recTemp, []byte("{"), 0o600); err != nil {
-		t.Fatal(err)
+	pointTemp := filepath.Join(recordDir(d.StateDir, d.NetDir), "."+rollbackName+"977")
+	for _, p := range []string{recTemp, pointTemp} {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mustSync(t, d, a)
+	if _, err := os.Stat(pointTemp); !os.IsNotExist(err) {
+		t.Errorf("rollback point temp left behind")
+	}
 	for _, n := range stale {
 		if _, err := os.Stat(filepath.Join(d.NetDir, n)); !os.IsNotExist(err) {
 			t.Errorf("%s left behind", n)

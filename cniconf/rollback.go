@@ -119,8 +119,10 @@ func (p *RollbackPoint) Names() []string {
 // rollbackPath is where the rollback point of netDir lives: beside its
 // records, under a name no managed file has (a leading dot).
 func rollbackPath(stateDir, netDir string) string {
-	return filepath.Join(recordDir(stateDir, netDir), ".rollback.json")
+	return filepath.Join(recordDir(stateDir, netDir), rollbackName)
 }
+
+const rollbackName = ".rollback.json"
 
 // SaveRollbackPoint writes p atomically and durably, mode 0600.
 func SaveRollbackPoint(stateDir string, p *RollbackPoint) error {
