@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -51,6 +53,14 @@ func (a *Agent) soak(ctx context.Context, ro *reconcile.Rollout) {
 		}
 	}
 	src := a.cfg.Sandbox(judge)
+	var told sync.Once
+	src.OnError(func(err error) {
+		if apierrors.IsForbidden(err) {
+			told.Do(func() {
+				a.logger.Error("cannot watch the kubelet's sandbox failures on this node: the rollout's health gate cannot judge the revision it applied; grant the agent list and watch on events", "revision", rev, "err", err)
+			})
+		}
+	})
 	a.logger.Info("watching this node's pod sandboxes after applying a revision", "revision", rev, "until", ro.SoakUntil)
 	a.soakDone.Go(func() {
 		defer stop()

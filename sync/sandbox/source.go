@@ -48,6 +48,12 @@ func New(client kubernetes.Interface, node string, onFailure func(Failure)) *Sou
 	return s
 }
 
+// OnError, when called before Run, is told of each failed list or watch
+// (a Forbidden one: the agent may not read events).
+func (s *Source) OnError(fn func(error)) {
+	_ = s.inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { fn(err) })
+}
+
 // Run watches until ctx ends; it is called once.
 func (s *Source) Run(ctx context.Context) error {
 	if _, err := s.inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{

@@ -2,12 +2,17 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -78,5 +83,34 @@ func TestSourceDeliversOnlyThisNodesNewFailures(t *testing.T) {
 	case f := <-got:
 		t.Fatalf("unexpected delivery %+v", f)
 	default:
+	}
+}
+
+// TestOnErrorIsToldOfAForbiddenList: an agent that may not read events
+// hears why its watch sees nothing, rather than watching nothing in
+// silence.
+func TestOnErrorIsToldOfAForbiddenList(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("list", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("RBAC: no grant"))
+	})
+	s := New(client, "node-a", func(Failure) {})
+	got := make(chan error, 10)
+	s.OnError(func(err error) {
+		select {
+		case got <- err:
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	select {
+	case err := <-got:
+		if !apierrors.IsForbidden(err) {
+			t.Fatalf("told %v, want the Forbidden", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a forbidden list was not told")
 	}
 }
