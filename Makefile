@@ -186,9 +186,10 @@ demo: build control-plane
 # headline: per ConfigMap change, on each install, the agent against the
 # floor measured in the same run (the paired difference agent - floor, each
 # one's event -> rename, CPU per change and its ratio), then the idle
-# agent's requests per hour. report --stuck on 100 000 pods
+# agent's requests per hour. BenchmarkRolloutWaves times a rollout in waves
+# on 12 agents and counts what its gate costs. report --stuck on 100 000 pods
 # (BenchmarkStuck100k) is not part of it: see docs/BENCHMARKS.md.
-BENCH_E2E ?= BenchmarkConfigMapChange|BenchmarkIdleAgent|BenchmarkCommands|BenchmarkTokenSecretReplacedToDisk|BenchmarkEditToCondition|BenchmarkGuard
+BENCH_E2E ?= BenchmarkConfigMapChange|BenchmarkIdleAgent|BenchmarkCommands|BenchmarkTokenSecretReplacedToDisk|BenchmarkEditToCondition|BenchmarkGuard|BenchmarkRolloutWaves
 bench: control-plane
 	set -o pipefail; $(GO) test -run '^$$' -bench '$(BENCH_E2E)' -benchtime 1x -timeout 40m ./test/e2e/ | tee bench.out
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/runtime/ | tee -a bench.out
