@@ -158,15 +158,12 @@ func TestDecide(t *testing.T) {
 		{"the same wave rolled back", Waves, 0, start, []Peer{rolledBack}, true, Applied},
 		{"another revision rolled back", Waves, 1, start.Add(time.Hour), []Peer{{Node: "c", State: State{Revision: "sha256:ffff", Phase: RolledBack}}}, true, Applied},
 		{"an earlier wave applied", Waves, 1, start.Add(time.Hour), []Peer{{Node: "c", State: State{Revision: rev, Phase: Applied}}}, true, Applied},
-		{"an earlier wave not applied yet", Waves, 2, start.Add(time.Hour), []Peer{{Node: "w1", State: State{Revision: rev, Phase: Waiting, Wave: 1}}}, false, Waiting},
-		{"an earlier wave at another revision", Waves, 2, start.Add(time.Hour), []Peer{{Node: "w1", State: State{Revision: "sha256:ffff", Phase: Waiting, Wave: 1}}}, true, Applied},
-		{"the same wave not applied yet", Waves, 1, start.Add(time.Hour), []Peer{{Node: "w1b", State: State{Revision: rev, Phase: Waiting, Wave: 1}}}, true, Applied},
 	} {
 		d := Decide(rev, c.mode, p, start, c.wave, c.now, c.peers)
 		if d.Apply != c.apply || d.Phase != c.phase {
 			t.Errorf("%s: apply %v phase %s (%s), want %v %s", c.name, d.Apply, d.Phase, d.Reason, c.apply, c.phase)
 		}
-		if d.Phase == Waiting && c.peers == nil && !d.OpensAt.Equal(start.Add(20*time.Minute)) {
+		if d.Phase == Waiting && !d.OpensAt.Equal(start.Add(20*time.Minute)) {
 			t.Errorf("%s: opens at %s", c.name, d.OpensAt)
 		}
 		if d.Phase == Halted && !strings.Contains(d.Reason, rev) {
@@ -175,12 +172,5 @@ func TestDecide(t *testing.T) {
 	}
 	if d := Decide(rev, Waves, p, start, 1, start.Add(time.Hour), []Peer{rolledBack}); !strings.Contains(d.Reason, "canary-1") || !strings.Contains(d.Reason, "FailedCreatePodSandBox") {
 		t.Errorf("halt reason %q does not say where and why", d.Reason)
-	}
-	// A wave whose time has come waits behind an earlier node that has
-	// not applied, and looks again soon rather than at the next resync.
-	now := start.Add(time.Hour)
-	behind := []Peer{{Node: "w1-b", State: State{Revision: rev, Phase: Waiting, Wave: 1}}, {Node: "w1-a", State: State{Revision: rev, Phase: Paused, Wave: 1}}}
-	if d := Decide(rev, Waves, p, start, 2, now, behind); !strings.Contains(d.Reason, "w1-a") || !d.OpensAt.Equal(now.Add(PeerWait)) {
-		t.Errorf("waiting behind an earlier wave: %q, opens at %s", d.Reason, d.OpensAt)
 	}
 }

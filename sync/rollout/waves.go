@@ -104,9 +104,8 @@ type Decision struct {
 
 // Decide is the gate for one node: revision rev, which started at start,
 // in mode; the node is in wave; peers are the other nodes' states.
-// A node applies when the mode is immediate, or when its wave has opened,
-// no node of an earlier wave published Halted or RolledBack for rev, and
-// every node of an earlier wave that published a state for rev applied it.
+// A node applies when the mode is immediate, or when its wave has opened
+// and no node of an earlier wave published Halted or RolledBack for rev.
 // Paused holds it whatever its wave.
 func Decide(rev string, mode Mode, p Plan, start time.Time, wave int, now time.Time, peers []Peer) Decision {
 	d := Decision{Revision: rev, Mode: mode, Wave: wave, Apply: true, Phase: Applied}
@@ -131,39 +130,8 @@ func Decide(rev string, mode Mode, p Plan, start time.Time, wave int, now time.T
 	if now.Before(d.OpensAt) {
 		d.Apply, d.Phase = false, Waiting
 		d.Reason = fmt.Sprintf("revision %s waits for wave %d, which opens at %s", rev, wave, d.OpensAt.UTC().Format(time.RFC3339))
-		return d
-	}
-	if behind := notYetApplied(rev, wave, peers); behind != nil {
-		// The wave's time has come, but a node of an earlier wave
-		// has not applied the revision yet: its health says nothing
-		// so far. Asked again shortly (the peers are a cache).
-		d.Apply, d.Phase, d.OpensAt = false, Waiting, now.Add(PeerWait)
-		d.Reason = fmt.Sprintf("revision %s waits: node %s (wave %d) has not applied it yet (%s)", rev, behind.Node, behind.State.Wave, behind.State.Phase)
 	}
 	return d
-}
-
-// PeerWait is how soon a node whose wave has opened, but whose gate waits
-// for a node of an earlier wave to apply the revision, looks again.
-const PeerWait = 5 * time.Second
-
-// notYetApplied is a node of an earlier wave that has seen rev and not
-// applied it (waiting, or paused by a pause since lifted): the gate opens
-// only behind nodes that applied the revision. A node that published
-// nothing for rev (its agent is down, or behind) is not waited for. The
-// lowest wave, then the name.
-func notYetApplied(rev string, wave int, peers []Peer) *Peer {
-	var found *Peer
-	for i, pr := range peers {
-		s := pr.State
-		if s.Revision != rev || s.Wave >= wave || (s.Phase != Waiting && s.Phase != Paused) {
-			continue
-		}
-		if found == nil || s.Wave < found.State.Wave || (s.Wave == found.State.Wave && pr.Node < found.Node) {
-			found = &peers[i]
-		}
-	}
-	return found
 }
 
 // closedBy is the peer whose state closes the gate for a node of wave: a
