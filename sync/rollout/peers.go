@@ -21,10 +21,11 @@ const LeaseSelector = "app.kubernetes.io/name=calico-cni-sync"
 // LeasePrefix names each agent's Lease: calico-cni-sync-<node>.
 const LeasePrefix = "calico-cni-sync-"
 
-// Peers is the other agents' published states: one informer on the Leases
-// of the agents' namespace (label LeaseSelector), started by the first
-// States, that is by the first revision rolled out in waves. The cache
-// keeps of a Lease only its name and its state annotation.
+// Peers is the states of the other agents that rolled a revision back: one
+// informer on the Leases of the agents' namespace that carry ClosedLabel
+// (and LeaseSelector), started by the first States, that is by the first
+// revision rolled out in waves. Renewals of the other Leases never reach
+// it. The cache keeps of a Lease only its name and its state annotation.
 type Peers struct {
 	Client    kubernetes.Interface
 	Namespace string
@@ -47,7 +48,7 @@ const firstListWait = 30 * time.Second
 func (p *Peers) start() {
 	p.stop = make(chan struct{})
 	inf := coordinformers.NewFilteredLeaseInformer(p.Client, p.Namespace, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = LeaseSelector })
+		func(o *metav1.ListOptions) { o.LabelSelector = LeaseSelector + "," + ClosedLabel })
 	_ = inf.SetTransform(keepState)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { p.changed(nil, obj) },

@@ -3,6 +3,7 @@ package rollout
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -10,6 +11,23 @@ import (
 // (calico-cni-sync-<node>) that says where its node stands on the latest
 // revision it has seen.
 const StateAnnotation = "calico-cni-sync.projectcalico.org/rollout-state"
+
+// ClosedLabel is the label of an agent's Lease while its node has rolled
+// a revision back: its value is the revision's hex digits (a label value
+// may hold no colon). The gate of every other node watches only the Leases
+// that carry it, so a Lease renewal reaches no other agent: watching every
+// agent's Lease would deliver every renewal to every agent, N squared.
+const ClosedLabel = "calico-cni-sync.projectcalico.org/rollout-closed"
+
+// ClosedValue is the value of ClosedLabel for a state; "" when the state
+// does not close the gate of other nodes (only rolledBack does: a halt is
+// their own consequence of one).
+func ClosedValue(s State) string {
+	if s.Phase != RolledBack {
+		return ""
+	}
+	return strings.TrimPrefix(s.Revision, "sha256:")
+}
 
 // Annotation is the ConfigMap annotation that chooses the rollout of a
 // change: immediate, waves or paused. It overrides --rollout for the

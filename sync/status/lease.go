@@ -99,6 +99,16 @@ func (l *Liveness) withAnnotation(lease *coordinationv1.Lease) {
 		lease.Annotations = map[string]string{}
 	}
 	lease.Annotations[rollout.StateAnnotation] = v
+	// Only a node that rolled a revision back is watched by the others'
+	// gates (rollout.ClosedLabel).
+	if closed := rollout.ClosedValue(l.Rollout()); closed != "" {
+		if lease.Labels == nil {
+			lease.Labels = map[string]string{}
+		}
+		lease.Labels[rollout.ClosedLabel] = closed
+	} else {
+		delete(lease.Labels, rollout.ClosedLabel)
+	}
 }
 
 func (l *Liveness) now() time.Time {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -80,5 +81,39 @@ func TestRenewSetsTheDuration(t *testing.T) {
 	}
 	if d := got.Spec.LeaseDurationSeconds; d == nil || *d != 1800 {
 		t.Fatalf("leaseDurationSeconds %v, want 1800", d)
+	}
+}
+
+// TestOnlyARollbackLabelsTheLease: the Lease of a node that rolled a
+// revision back carries rollout.ClosedLabel, which the other nodes' gates
+// select on; any other state carries none, and the label goes when the
+// state moves on.
+func TestOnlyARollbackLabelsTheLease(t *testing.T) {
+	client := fake.NewClientset()
+	l := &Liveness{Client: client, Namespace: "agents", Node: "n", Period: 15 * time.Minute}
+	rev := "sha256:0123456789abcdef"
+	for _, c := range []struct {
+		phase rollout.Phase
+		label string
+	}{
+		{rollout.Applied, ""},
+		{rollout.RolledBack, "0123456789abcdef"},
+		{rollout.Halted, ""},
+		{rollout.Waiting, ""},
+	} {
+		l.SetRollout(rollout.State{Revision: rev, Phase: c.phase})
+		if !l.Due() {
+			t.Fatalf("%s: a new state is not due", c.phase)
+		}
+		if err := l.Renew(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := client.CoordinationV1().Leases("agents").Get(context.Background(), LeasePrefix+"n", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := got.Labels[rollout.ClosedLabel]; v != c.label || ok != (c.label != "") {
+			t.Errorf("%s: label %q (present %v), want %q", c.phase, v, ok, c.label)
+		}
 	}
 }

@@ -281,6 +281,7 @@ func TestRolloutHaltsOnRollBack(t *testing.T) {
 		Reason: "FailedCreatePodSandBox: plugin type=calico failed"}.Encode()
 	must(t, err)
 	lease.Annotations[rollout.StateAnnotation] = v
+	lease.Labels[rollout.ClosedLabel] = strings.TrimPrefix(rev, "sha256:") // as the agent marks a rollback
 	_, err = e.client.CoordinationV1().Leases(e.ns).Update(e.ctx, lease, metav1.UpdateOptions{})
 	must(t, err)
 	before := map[string]string{}
