@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +26,6 @@ import (
 // since no token fixes RBAC. The binding restored, the pod starts.
 func TestForbiddenOnTheRealNode(t *testing.T) {
 	c := newCluster(t)
-	const ns = "kube-system"
 	inst := manifestV332
 	c.applyInstall(inst.fixture, inst.edits...)
 	inst.prepare(c)
@@ -37,28 +35,9 @@ func TestForbiddenOnTheRealNode(t *testing.T) {
 	}
 	// The manifests with the sandbox-probe Component, as an operator adds
 	// it: the flag and the grant to read the kubelet's Events.
-	mine := filepath.Join(t.TempDir(), "my-cluster")
-	if err := os.MkdirAll(mine, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	base, err := filepath.Rel(mine, filepath.Join(c.node.repo, inst.manifests))
-	if err != nil {
-		t.Fatal(err)
-	}
-	component, err := filepath.Rel(mine, filepath.Join(c.node.repo, "manifests", "components", "sandbox-probe"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mine, "kustomization.yaml"), []byte("resources: ["+base+"]\ncomponents: ["+component+"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c.mustKubectl("apply", "--server-side", "-k", mine)
-	args := []string{"--credential-probe=true", "--probe-on-sandbox-failure", "--token-check-period=1h"}
-	c.mustKubectl("-n", ns, "patch", "daemonset", "calico-cni-sync", "--type", "json", "-p",
-		`[{"op":"add","path":"/spec/template/spec/containers/0/args","value":["`+strings.Join(args, `","`)+`"]}]`)
-	c.mustKubectl("-n", ns, "rollout", "status", "daemonset/calico-cni-sync", "--timeout", "3m")
-	if pod := c.agentPod(ns, 3*time.Minute); !slices.Equal(pod.Spec.Containers[0].Args, args) {
-		t.Fatalf("the agent runs with %q, want %q", pod.Spec.Containers[0].Args, args)
+	want := []string{"--probe-on-sandbox-failure", "--credential-probe=true", "--token-check-period=1h"}
+	if pod := c.deployAgent(inst.manifests, []string{"manifests/components/sandbox-probe"}, want[1:]); !containsAll(pod.Spec.Containers[0].Args, want) {
+		t.Fatalf("the agent runs with %q, want %q among them", pod.Spec.Containers[0].Args, want)
 	}
 	c.waitFor("node Ready", time.Minute, func(ctx context.Context) (bool, error) { return c.node.Ready(ctx) })
 	c.waitCondition("InSync", time.Minute)

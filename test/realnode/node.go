@@ -13,7 +13,8 @@
 //     directory the agent writes), runc, the bridge, host-local, bandwidth
 //     and portmap plugins, the agent's image as make image builds it;
 //   - stand-ins: Calico's CNI plugin (calico-plugin: Calico's credentials
-//     and first request, then bridge and host-local), the programs of
+//     and first request, the conf's mtu held to UnderlayMTU, then bridge and
+//     host-local), the programs of
 //     Calico's images (calico-image: init containers and probes succeed,
 //     main containers sleep), the pause image, and kube-proxy (one DNAT
 //     rule from the `kubernetes` Service address to the API server).
@@ -37,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,10 @@ const (
 	// Bridge and Subnet are the pods' network (no route off the machine).
 	Bridge = "cnisync0"
 	Subnet = "10.244.77.0/24"
+	// UnderlayMTU is the MTU of the network under the pods' as the Calico
+	// stand-in sees it (an Ethernet underlay): a conf whose mtu is above it
+	// fails ADD, as a pod with that MTU would fail on the wire.
+	UnderlayMTU = 1500
 	// cgroupRoot is the kubelet's cgroup root in every hierarchy.
 	cgroupRoot = "calico-cni-sync-node"
 	// pauseImage is the sandbox image containerd is pinned to.
@@ -261,6 +267,7 @@ func (n *Node) startContainerd() error {
 		"PATH=" + n.bin + ":" + os.Getenv("PATH"), // the runc shim
 		"CALICO_STANDIN_BRIDGE=" + Bridge, "CALICO_STANDIN_SUBNET=" + Subnet,
 		"CALICO_STANDIN_IPAM_DIR=" + filepath.Join(n.dir, "cni", "ipam"),
+		"CALICO_STANDIN_UNDERLAY_MTU=" + strconv.Itoa(UnderlayMTU),
 	}
 	// The namespace is ready once its root is shared.
 	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true,

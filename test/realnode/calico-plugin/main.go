@@ -16,9 +16,18 @@
 //   - a v2.x conf (policy.k8s_api_root set: the plugin of Calico v2.x, whose
 //     datastore was etcd) reaches the API server first for the pod, whose
 //     labels its k8s policy driver needs: the stand-in GETs the pod and fails
-//     ADD with the API server's error, as that plugin did.
+//     ADD with the API server's error, as that plugin did;
+//   - the conf's mtu (veth_mtu, rendered as __CNI_MTU__) is held to the
+//     underlay's: above CALICO_STANDIN_UNDERLAY_MTU, which the node harness
+//     sets in the runtime's environment (1500, an Ethernet underlay), ADD
+//     fails with "mtu 9001 is above the underlay's 1500". Calico's plugin
+//     would set such an MTU on the veth and the pod would start, then lose
+//     every packet larger than the underlay carries; the stand-in fails at
+//     once instead, so a wrong MTU shows where the kubelet reports a broken
+//     network, in its FailedCreatePodSandBox event. An mtu of 0 (or none)
+//     is Calico's "detect it": it passes.
 //
-// Past that check it does not program Calico's dataplane: it delegates the
+// Past those checks it does not program Calico's dataplane: it delegates the
 // interface and the address to the reference `bridge` and `host-local`
 // plugins, on the bridge and subnet the node harness gives it in its
 // environment (CALICO_STANDIN_BRIDGE, CALICO_STANDIN_SUBNET,
@@ -32,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +58,7 @@ import (
 // netConf holds the fields of Calico's conf this stand-in reads.
 type netConf struct {
 	types.NetConf
+	MTU        int `json:"mtu"`
 	Kubernetes struct {
 		Kubeconfig string `json:"kubeconfig"`
 		K8sAPIRoot string `json:"k8s_api_root"`
@@ -72,6 +83,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return fmt.Errorf("failed to load netconf: %w", err)
 	}
 	if err := firstRequest(conf, args.Args); err != nil {
+		return err
+	}
+	if err := underlayFits(conf.MTU, os.Getenv("CALICO_STANDIN_UNDERLAY_MTU")); err != nil {
 		return err
 	}
 	delegate, err := bridgeConf(conf)
@@ -144,6 +158,26 @@ func firstRequest(conf netConf, cniArgs string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("error getting ClusterInformation: %w", err)
+	}
+	return nil
+}
+
+// underlayFits checks the conf's MTU against the underlay's, the value of
+// CALICO_STANDIN_UNDERLAY_MTU: a pod's interface may not carry more than
+// the network under it. 0 is Calico's "detect the MTU", always fine.
+func underlayFits(mtu int, underlay string) error {
+	if underlay == "" {
+		return errors.New("calico stand-in: CALICO_STANDIN_UNDERLAY_MTU is not set in the runtime's environment")
+	}
+	limit, err := strconv.Atoi(underlay)
+	if err != nil || limit <= 0 {
+		return fmt.Errorf("calico stand-in: CALICO_STANDIN_UNDERLAY_MTU=%q is not a positive number", underlay)
+	}
+	if mtu < 0 {
+		return fmt.Errorf("mtu %d is not a valid MTU", mtu)
+	}
+	if mtu > limit {
+		return fmt.Errorf("mtu %d is above the underlay's %d", mtu, limit)
 	}
 	return nil
 }
