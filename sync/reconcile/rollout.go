@@ -85,7 +85,10 @@ func revisionOf(in *inputs.Install) string {
 // are left out of what the pass syncs (they keep their content). Every
 // other state (Missing, Drifted, StaleToken, Corrupt, an Outdated file of
 // the same revision: a fact of the node or its token) is handled as
-// without a rollout. It returns what to sync and where the node stands.
+// without a rollout. Before a revision is applied in waves, what it
+// replaces is kept (the rollback point); a node that rolled the revision
+// back syncs the point's contents instead. It returns what to sync and
+// where the node stands.
 func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observation, want *cniconf.Desired) (*cniconf.Desired, *Rollout) {
 	if r.Rollout == nil || want.Revision == "" {
 		return want, nil
@@ -98,7 +101,7 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 		// the node is at the revision once it has.
 		return want, &Rollout{Decision: at}
 	}
-	back, st, err := r.rolledBack(at, want, now)
+	back, st, pointErr := r.rolledBack(at, want, now)
 	if back != nil {
 		return back, st
 	}
@@ -111,17 +114,17 @@ func (r *Reconciler) stage(ctx context.Context, p *plan, obs *cniconf.Observatio
 	if len(staged) == 0 {
 		// Nothing of the revision left to write: the node is at it,
 		// or holds it back only by a state no rollout stages.
-		if err != nil {
+		if pointErr != nil {
 			return want, &Rollout{Decision: at}
 		}
 		return want, r.soaking(at, want, now)
 	}
 	d := r.Rollout.Decide(ctx, change)
-	if err != nil {
+	if pointErr != nil {
 		// What to put back is not known: nothing new is applied, and
 		// the files stay as they are.
 		d.Apply, d.Phase, d.OpensAt = false, rollout.Waiting, now.Add(rollout.RetryAfter)
-		d.Reason = fmt.Sprintf("revision %s waits: %v", want.Revision, err)
+		d.Reason = fmt.Sprintf("revision %s waits: %v", want.Revision, pointErr)
 	}
 	if d.Apply {
 		if err := r.keepPoint(obs, want, staged, now); err != nil {
