@@ -55,7 +55,8 @@ func rolloutStep(ctx context.Context, e *env, agent *agent, conf string) error {
 		return err
 	}
 	fmt.Printf("   %s keeps its file (mtu 0, the previous config, which works) until its wave opens: the canaries first,\n", operatorNode)
-	fmt.Println("   then 4 waves 10 minutes apart, each only while no node of an earlier wave rolled the change back")
+	fmt.Println("   then 4 waves 10 minutes apart; a node that applied it watches its pods' sandboxes for 10 minutes and puts its")
+	fmt.Println("   files back at the first failure, which halts the later waves")
 	fmt.Println("   calico-cni-sync report --rollout (exit 1: a node waits):")
 	out, _ := exec.CommandContext(ctx, e.o.binary, "report", "--rollout", "--kubeconfig", e.kubeconfig).CombinedOutput()
 	fmt.Print(indent(cniconf.Redact(string(out))))
