@@ -8,8 +8,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 )
 
 // TestCommandsListOnlyTheirFlags: a command's help lists the flags it
@@ -151,5 +157,41 @@ current-context: away
 	}
 	if code, _, errOut := runArgs("report", "--kubeconfig", kc, "--context", "nope"); code != exitError || !strings.Contains(errOut, "nope") {
 		t.Errorf("report --context nope: exit %d, stderr %q; want 2 naming the context", code, errOut)
+	}
+}
+
+// TestRolloutDefaultsToWaves: an agent given no --rollout stages a
+// ConfigMap change in waves (2 % canaries, 4 waves 10 minutes apart), its
+// help says so, and so does the flag table of docs/REFERENCE.md;
+// --rollout=immediate is still there for whoever asks for it.
+func TestRolloutDefaultsToWaves(t *testing.T) {
+	parse := func(args ...string) (rollout.Mode, rollout.Plan) {
+		t.Helper()
+		o := NewOptions()
+		fs := pflag.NewFlagSet("calico-cni-sync", pflag.ContinueOnError)
+		o.addFlagsFor("", fs)
+		must(t, fs.Parse(args))
+		mode, plan, err := o.rolloutPlan()
+		must(t, err)
+		return mode, plan
+	}
+	mode, plan := parse()
+	if mode != rollout.Waves {
+		t.Errorf("no --rollout: mode %q, want %q", mode, rollout.Waves)
+	}
+	if plan.CanarySelector != nil || plan.CanaryPercent != 2 || plan.Waves != 4 || plan.Interval != 10*time.Minute {
+		t.Errorf("no wave flags: plan %+v, want 2 %% canaries by hash, 4 waves, 10m", plan)
+	}
+	if mode, _ := parse("--rollout=immediate"); mode != rollout.Immediate {
+		t.Errorf("--rollout=immediate: mode %q", mode)
+	}
+	_, help, _ := runArgs("--help")
+	if !regexp.MustCompile(`--rollout string[^\n]*\(default "waves"\)`).MatchString(help) {
+		t.Errorf("calico-cni-sync --help does not give --rollout's default as waves:\n%s", help)
+	}
+	ref, err := os.ReadFile(filepath.Join("..", "..", "docs", "REFERENCE.md"))
+	must(t, err)
+	if !strings.Contains(string(ref), "\n| `--rollout` | `waves` |") {
+		t.Error("docs/REFERENCE.md's flag table does not give --rollout's default as `waves`")
 	}
 }

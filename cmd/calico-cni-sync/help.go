@@ -39,9 +39,12 @@ calico-node's DaemonSet, the ConfigMaps it refers to and a working CNI token, an
 edit instead of losing it.
 
 Without a command it is the node agent: it watches its inputs, the token and the CNI directory
-and reconciles until SIGTERM. With --once it reconciles this node once and exits: the repair of a
-broken node, online with a kubeconfig, or offline (no API server) with --manifest-file (or
---configmap-file, --cni-network-config-file), --token-file and --ca-file.`
+and reconciles until SIGTERM. A ConfigMap change reaches the node in its wave (--rollout=waves,
+the default: the canaries at once, the last wave 40 minutes after the edit); the ConfigMap
+annotation calico-cni-sync.projectcalico.org/rollout=immediate pushes an urgent one to every node
+at once. With --once it reconciles this node once and exits: the repair of a broken node, online
+with a kubeconfig, or offline (no API server) with --manifest-file (or --configmap-file,
+--cni-network-config-file), --token-file and --ca-file; --once applies a change whatever its wave.`
 
 const rootExample = `  # What --once would change on node-1, as a diff; writes nothing
   calico-cni-sync --once --dry-run --node-name node-1

@@ -103,8 +103,9 @@ type Options struct {
 	// event written in the cluster, per node (docs/BENCHMARKS.md).
 	ProbeOnSandboxFailure bool
 	// Rollout is how the agent rolls out a ConfigMap-borne change:
-	// immediate or waves (the ConfigMap annotation overrides it per
-	// change).
+	// waves (the default: nothing reaches every node at once without a
+	// way to stop it) or immediate; the ConfigMap annotation overrides it
+	// per change.
 	Rollout string
 	// RolloutCanarySelector picks the canary nodes by label; empty:
 	// RolloutCanaryPercent of the nodes, by a hash of their names.
@@ -181,7 +182,7 @@ func NewOptions() *Options {
 		TokenCheckPeriod:     10 * time.Minute,
 		CredentialProbe:      true,
 		HTTPAddr:             ":9645",
-		Rollout:              string(rollout.Immediate),
+		Rollout:              string(rollout.Waves),
 		RolloutCanaryPercent: rollout.DefaultCanaryPercent,
 		RolloutWaves:         rollout.DefaultWaves,
 		RolloutWaveInterval:  rollout.DefaultWaveInterval,
@@ -228,11 +229,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaseNamespace, "lease-namespace", o.LeaseNamespace, "namespace of the agents' Leases, where the agent renews its own and report reads them (env POD_NAMESPACE)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of TokenRequest tokens")
 	fs.DurationVar(&o.TokenCheckPeriod, "token-check-period", o.TokenCheckPeriod, "how often the token on disk is checked against the API server")
-	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe, and list/watch of Events (manifests/components/sandbox-probe adds both). Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
+	fs.BoolVar(&o.ProbeOnSandboxFailure, "probe-on-sandbox-failure", o.ProbeOnSandboxFailure, "watch the kubelet's FailedCreatePodSandBox events and, when one is for a pod on this node, probe the CNI credential at once (at most every 30s); needs --credential-probe, and list/watch of Events (the manifests grant it; manifests/components/sandbox-probe adds the flag). Each agent's watch costs the API server per event written in the cluster: see docs/BENCHMARKS.md before turning it on in a large cluster")
 	fs.BoolVar(&o.CredentialProbe, "credential-probe", o.CredentialProbe, "judge the token on disk by the CNI plugin's own first request with the server, CA and token of its file (that server only), replace a CA that does not verify the server with the agent's when that one does, report every CNI credential and the CalicoCNICredentialHealthy condition (false: by a review with the agent's own server and CA; the condition is Unknown)")
-	fs.StringVar(&o.Rollout, "rollout", o.Rollout, "how a ConfigMap change reaches the nodes: immediate (every node at once) or waves (the canaries first, then --rollout-waves waves --rollout-wave-interval apart, halted when a node of an earlier wave rolls back); the ConfigMap annotation "+rollout.Annotation+"=immediate|waves|paused overrides it per change")
+	fs.StringVar(&o.Rollout, "rollout", o.Rollout, "how a ConfigMap change reaches the nodes: waves (the canaries first, then --rollout-waves waves --rollout-wave-interval apart, halted when a node of an earlier wave rolls back: a change takes up to --rollout-waves x --rollout-wave-interval to reach every node) or immediate (every node at once); the ConfigMap annotation "+rollout.Annotation+"=immediate|waves|paused overrides it per change (immediate for an urgent one)")
 	fs.StringVar(&o.RolloutCanarySelector, "rollout-canary-selector", o.RolloutCanarySelector, "with waves: the canary nodes, as a Node label selector (default: --rollout-canary-percent of the nodes, picked by a hash of their names)")
-	fs.IntVar(&o.RolloutCanaryPercent, "rollout-canary-percent", o.RolloutCanaryPercent, "with waves and no --rollout-canary-selector: the percentage of nodes that are canaries, picked by a stable hash of their names")
+	fs.IntVar(&o.RolloutCanaryPercent, "rollout-canary-percent", o.RolloutCanaryPercent, "with waves and no --rollout-canary-selector: the percentage of nodes that are canaries, picked by a stable hash of their names (on a small cluster it may pick none, and wave 1 is the first: name canaries with --rollout-canary-selector)")
 	fs.IntVar(&o.RolloutWaves, "rollout-waves", o.RolloutWaves, "with waves: how many waves follow the canaries (the other nodes, split by the same hash)")
 	fs.DurationVar(&o.RolloutWaveInterval, "rollout-wave-interval", o.RolloutWaveInterval, "with waves: the time between waves; wave k may apply a change k intervals after the ConfigMap's update")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "address for /metrics, /healthz and /readyz")

@@ -194,7 +194,7 @@ func serviceEnv(ctx context.Context, client kubernetes.Interface, env func(strin
 // printPlan is plan's text: the ConfigMap and its rollout, then one block
 // per group of nodes.
 func printPlan(w io.Writer, res *plan.Result) {
-	mode := "not set (the agents' --rollout decides)"
+	mode := "not set (the agents' --rollout decides: waves unless their DaemonSet says immediate)"
 	if res.Rollout != "" {
 		mode = res.Rollout + " (annotation " + rollout.Annotation + ")"
 	}

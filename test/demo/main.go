@@ -2,8 +2,10 @@
 // the seed's (seed.go): the seed-era calico-config, a token Secret
 // regenerated under a new name, a hand edit. Then today's (today.go): a
 // tigera operator install discovered from its DaemonSet, calico-node's own
-// token refresher left alone while it is healthy, and the token it leaves
-// behind after a signing-key rotation repaired. It needs no cluster; `make
+// token refresher left alone while it is healthy, the token it leaves
+// behind after a signing-key rotation repaired, and a ConfigMap change
+// rolled out in waves (rollout.go) until it is annotated immediate. It
+// needs no cluster; `make
 // demo` builds what it needs and runs it. It tears everything down when it
 // ends or on Ctrl-C.
 package main

@@ -173,6 +173,10 @@ func todayStory(ctx context.Context, e *env) error {
 	}
 	fmt.Printf("   calico_cni_sync_writes_total{file=%q}: %.0f since the rotation (%.0f in all with reason StaleToken)\n", kc, total-after, stale)
 
+	if err := rolloutStep(ctx, e, agent, conf); err != nil {
+		return err
+	}
+
 	step("Wrap up: the Node condition, drift, and every node's state")
 	if err := waitCondition(ctx, c, operatorNode, "InSync"); err != nil {
 		return err
@@ -188,7 +192,8 @@ func todayStory(ctx context.Context, e *env) error {
 	if !strings.Contains(string(out), operatorNode) {
 		return fmt.Errorf("report does not list node %s", operatorNode)
 	}
-	fmt.Println("\ncalico-node's healthy refreshes were never overwritten; the token it left rejected was replaced, with an event saying why, and no restart of calico-node.")
+	fmt.Println("\ncalico-node's healthy refreshes were never overwritten; the token it left rejected was replaced, with an event saying why, and no restart of calico-node;")
+	fmt.Println("a ConfigMap change was rolled out in waves, as every change is by default, and an annotation pushed it at once.")
 	return nil
 }
 

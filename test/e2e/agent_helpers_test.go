@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,10 +42,12 @@ func (e *env) launchAgent(node, net string, extra ...string) *agent {
 
 // launchAgentWith starts the agent by this command line (the binary and
 // its args, or a wrapper that runs it) and environment, stops it at
-// cleanup (SIGTERM, a clean exit), and waits until it serves HTTP.
+// cleanup (SIGTERM, a clean exit), and waits until it serves HTTP. The
+// agent runs --rollout=immediate unless argv chooses a --rollout (see
+// rolloutImmediateUnlessChosen).
 func (e *env) launchAgentWith(environ []string, node, net string, argv []string) *agent {
 	e.t.Helper()
-	p, err := harness.StartProcess(argv, environ)
+	p, err := harness.StartProcess(rolloutImmediateUnlessChosen(argv), environ)
 	must(e.t, err)
 	a := &agent{Process: p, e: e, node: node, net: net}
 	e.t.Cleanup(func() {
@@ -55,6 +58,22 @@ func (e *env) launchAgentWith(environ []string, node, net string, argv []string)
 	})
 	e.eventually(60*time.Second, "agent serving", a.Serving)
 	return a
+}
+
+// rolloutImmediateUnlessChosen appends --rollout=immediate to an agent's
+// command line that gives no --rollout. The tests change a ConfigMap and
+// wait for the file to follow at once; under the default, waves, a node
+// would wait for its wave (up to 40 minutes), paced on purpose. The
+// rollout tests give --rollout themselves, and a test of what the shipped
+// default does names --rollout=waves. argv ends with the agent's own
+// arguments, also behind a wrapper that execs it.
+func rolloutImmediateUnlessChosen(argv []string) []string {
+	for _, a := range argv {
+		if a == "--rollout" || strings.HasPrefix(a, "--rollout=") {
+			return argv
+		}
+	}
+	return append(slices.Clip(argv), "--rollout=immediate")
 }
 
 func (e *env) startAgentFor(node, net string, extra ...string) *agent {

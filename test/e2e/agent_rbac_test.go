@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/sync/rollout"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -49,20 +51,33 @@ func listNodePods(sa kubernetes.Interface, ns, node string) func(ctx context.Con
 // TestManifestsAgentUnderRBAC: on a manifest install of today's Calico
 // (v3.32 in kube-system), the default manifests' agent, with a real token
 // of their ServiceAccount and no input flags, does its whole job and nothing
-// beyond it: no Secret, no token but calico-cni-plugin's.
+// beyond it: no Secret, no token but calico-cni-plugin's. It rolls the
+// ConfigMap change out as shipped, in waves, its node a canary by label (a
+// canary applies at once): the gate reads the node's labels, the peers'
+// Leases and the kubelet's sandbox failures with the base's grants.
 func TestManifestsAgentUnderRBAC(t *testing.T) {
 	e := newSystemEnv(t, "calico-config-v3.32.yaml")
 	e.installCalico("manifest-v3.32.yaml")
 	args := deploy(t, e.ctx, manifestsBase)
 	sa := e.asManifestsServiceAccount()
-	a := e.startAgent(args...)
+	node, err := cp.Client.CoreV1().Nodes().Get(e.ctx, e.node, metav1.GetOptions{})
+	must(t, err)
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	node.Labels[canaryLabel] = "true"
+	_, err = cp.Client.CoreV1().Nodes().Update(e.ctx, node, metav1.UpdateOptions{})
+	must(t, err)
+	a := e.startAgent(append(args, "--rollout=waves", "--rollout-canary-selector", canaryLabel+"=true")...)
 	e.waitCondition(e.node, corev1.ConditionFalse, "InSync")
 	if who, err := e.whoIsKubeconfigOnDisk(); err != nil || who != "system:serviceaccount:kube-system:calico-cni-plugin" {
 		t.Fatalf("the kubeconfig on disk is %q (%v)", who, err)
 	}
+	before := e.waitCanaryApplied("")
 	e.editConfigMap("veth_mtu", "0", "1440")
 	e.waitFile(e.net, "10-calico.conflist", "new MTU", func(s string) bool { return strings.Contains(s, `"mtu": 1440,`) })
 	e.waitEvent(e.node, "ConfigWritten", "it was Outdated")
+	e.waitCanaryApplied(before)
 	path := filepath.Join(e.net, "10-calico.conflist")
 	must(t, os.WriteFile(path+".edit", []byte(strings.Replace(e.read("10-calico.conflist"), `"mtu": 1440`, `"mtu": 1400`, 1)), 0o600))
 	must(t, os.Rename(path+".edit", path))
@@ -75,11 +90,11 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 	expectAllowed(t, e.ctx,
 		request{"get DaemonSet kube-system/calico-node", getDaemonSet(sa, "kube-system")},
 		request{"list this node's pods in kube-system", listNodePods(sa, "kube-system", e.node)},
-		request{"request a token for calico-cni-plugin", tokenFor(sa, "kube-system", "calico-cni-plugin")})
-	// The kubelet's sandbox failures are read only with the sandbox-probe
-	// Component (TestSandboxProbeComponent), which adds the flag that reads
-	// them: the base's agent does not, and may not.
-	expectForbidden(t, e.ctx,
+		request{"request a token for calico-cni-plugin", tokenFor(sa, "kube-system", "calico-cni-plugin")},
+		// The health gate of a rollout in waves, the default, judges a
+		// change by the kubelet's sandbox failures, which it writes in
+		// each pod's namespace (outsideTheJob refuses every other use of
+		// Events).
 		request{"list sandbox failures in every namespace", listSandboxFailures(sa, false)},
 		request{"watch sandbox failures in every namespace", listSandboxFailures(sa, true)})
 	// The operator's DaemonSet, absent here, is a not-found, never a 403:
@@ -121,4 +136,27 @@ func TestManifestsAgentUnderRBAC(t *testing.T) {
 		request{"list Secrets in kube-system", listSecrets(sa, "")},
 		request{"list token Secrets in kube-system", listSecrets(sa, "type=kubernetes.io/service-account-token")},
 		request{"list pods in calico-system", listNodePods(sa, "calico-system", e.node)})...)
+}
+
+// waitCanaryApplied waits until the node's Lease says it applied a
+// revision other than not, as the canary (wave 0), and returns it.
+func (e *env) waitCanaryApplied(not string) string {
+	e.t.Helper()
+	var rev string
+	e.eventually(30*time.Second, "the canary's rollout state applied", func() error {
+		l, err := cp.Client.CoordinationV1().Leases("kube-system").Get(e.ctx, "calico-cni-sync-"+e.node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s, ok, err := rollout.Decode(l.Annotations[rollout.StateAnnotation])
+		switch {
+		case err != nil:
+			return err
+		case !ok || s.Revision == not || s.Wave != 0 || s.Phase != rollout.Applied:
+			return fmt.Errorf("rollout state %+v, want applied as wave 0, of a revision other than %q", s, not)
+		}
+		rev = s.Revision
+		return nil
+	})
+	return rev
 }

@@ -127,9 +127,21 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 			_, err := c.Events("kube-system").Create(ctx, ev, dryRun)
 			return err
 		}},
-		// Events are never read one by one, changed or deleted but its own
-		// (the sandbox-probe Component lets it list and watch them).
+		// Events are listed and watched (the kubelet's sandbox failures,
+		// for the rollout's health gate), created and patched in default
+		// (its own); never read one by one, updated, changed elsewhere or
+		// deleted, nor read through events.k8s.io.
 		{"get an Event in default", func(ctx context.Context) error { return errOf(c.Events("default").Get(ctx, "x", metav1.GetOptions{})) }},
+		{"get an Event in kube-system", func(ctx context.Context) error {
+			return errOf(c.Events("kube-system").Get(ctx, "x", metav1.GetOptions{}))
+		}},
+		{"update an Event in default", func(ctx context.Context) error {
+			ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}, InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node}}
+			return errOf(c.Events("default").Update(ctx, ev, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}))
+		}},
+		{"patch an Event in kube-system", func(ctx context.Context) error {
+			return errOf(c.Events("kube-system").Patch(ctx, "x", types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}))
+		}},
 		{"delete an Event in default", func(ctx context.Context) error {
 			return c.Events("default").Delete(ctx, "x", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 		}},
@@ -138,6 +150,13 @@ func outsideTheJob(sa kubernetes.Interface, node string) []request {
 		}},
 		{"list events.k8s.io Events", func(ctx context.Context) error {
 			return errOf(sa.EventsV1().Events("").List(ctx, metav1.ListOptions{}))
+		}},
+		{"watch events.k8s.io Events", func(ctx context.Context) error {
+			w, err := sa.EventsV1().Events("").Watch(ctx, metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
 		}},
 		{"list Pods in default", func(ctx context.Context) error { return errOf(c.Pods("default").List(ctx, metav1.ListOptions{})) }},
 		{"get DaemonSet kube-system/kube-proxy", func(ctx context.Context) error {

@@ -23,10 +23,14 @@ var stateLabel = regexp.MustCompile(`state="([A-Za-z]+)"`)
 
 // startAgent starts the agent for this env's node and waits until it is
 // ready (its first reconcile reported). It is stopped at cleanup, if not
-// before, and must exit 0 having logged no token.
+// before, and must exit 0 having logged no token. It runs
+// --rollout=immediate: the tests change a ConfigMap and time it to the
+// runtime's reload, which in waves (the default) would wait for the node's
+// wave, paced on purpose.
 func (e *env) startAgent(extra ...string) *agent {
 	e.t.Helper()
-	p, err := harness.StartProcess(append([]string{binary}, e.args(append(extra, "--status-file", filepath.Join(e.dir, "status.json"), "-v", "1")...)...), procEnv())
+	args := e.args(append(extra, "--status-file", filepath.Join(e.dir, "status.json"), "-v", "1", "--rollout=immediate")...)
+	p, err := harness.StartProcess(append([]string{binary}, args...), procEnv())
 	must(e.t, err)
 	a := &agent{Process: p, e: e}
 	e.t.Cleanup(func() {

@@ -4,7 +4,9 @@
 // at start-up, on a ConfigMap change, on a token Secret regeneration, under
 // calico-node's token refresher, across an API server restart and while
 // idle. It owns the measurements only: the agent is the one the image ships,
-// the control plane is test/controlplane's.
+// run with --rollout=immediate (a ConfigMap change reaches every node at
+// once, as one annotated immediate does; the default, waves, paces it on
+// purpose), the control plane is test/controlplane's.
 //
 // Run it with `go test -run '^$' -bench BenchmarkScale -benchtime 1x
 // ./test/scale/`; env N sets the number of agents (default 50), IDLE the

@@ -22,7 +22,8 @@ type fleetSpec struct {
 	name string
 	// seed runs the agents on the seed's install (calico-config and the
 	// legacy token Secret, token policy own); else they discover today's
-	// operator install with no input flags, as the manifests run them.
+	// operator install with no input flags, as the manifests run them
+	// (every fleet adds --rollout=immediate).
 	seed  bool
 	extra []string // more agent flags (periods)
 }
@@ -62,9 +63,13 @@ func (h *harness) startFleet(spec fleetSpec) (*fleet, startupResult, error) {
 			// server on loopback, never a fixture's address.
 			"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port}
 		env = append(env, h.agentEnv...)
+		// --rollout=immediate: a ConfigMap change is timed until it is on
+		// every node, the burst of an urgent change (annotated immediate);
+		// under the default, waves, the last wave would open 40 minutes
+		// after it, paced on purpose.
 		args := []string{"--kubeconfig", filepath.Join(n.dir, "kubeconfig"), "--cni-net-dir", n.net,
 			"--state-dir", filepath.Join(n.dir, "state"), "--backup-dir", filepath.Join(n.dir, "backups"),
-			"--status-file", n.statusPath(), "--http-addr", "127.0.0.1:0"}
+			"--status-file", n.statusPath(), "--http-addr", "127.0.0.1:0", "--rollout=immediate"}
 		if spec.seed {
 			args = append(args, "--namespace", seedNamespace, "--token-source", "secret",
 				"--service-account", "calico-node", "--token-policy", "own")
