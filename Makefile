@@ -187,7 +187,8 @@ demo: build control-plane
 # floor measured in the same run (the paired difference agent - floor, each
 # one's event -> rename, CPU per change and its ratio), then the idle
 # agent's requests per hour. BenchmarkRolloutWaves times a rollout in waves
-# on 12 agents and counts what its gate costs. report --stuck on 100 000 pods
+# on 12 agents, and a bad revision's rollback and halt, and counts what its
+# gate costs. report --stuck on 100 000 pods
 # (BenchmarkStuck100k) is not part of it: see docs/BENCHMARKS.md.
 BENCH_E2E ?= BenchmarkConfigMapChange|BenchmarkIdleAgent|BenchmarkCommands|BenchmarkTokenSecretReplacedToDisk|BenchmarkEditToCondition|BenchmarkGuard|BenchmarkRolloutWaves
 bench: control-plane

@@ -19,12 +19,14 @@ import (
 
 // The rollout the benchmark plays: a canary by label and three waves of
 // eleven other nodes, twelve agents on this machine's two cores, the waves
-// 5 s apart (the default interval is 10 minutes: 120 times shorter), three
-// changes one after the other.
+// 10 s apart (the default interval is 10 minutes: 60 times shorter; long
+// enough, on a loaded machine, for the canary to roll a bad revision back
+// before wave 1 opens), two good changes one after the other, then a bad
+// one.
 const (
 	benchWaves    = 3
-	benchInterval = 5 * time.Second
-	benchRollouts = 3
+	benchInterval = 10 * time.Second
+	benchRollouts = 2
 )
 
 // benchWaveSizes is how many nodes each wave after the canary holds.
@@ -41,9 +43,14 @@ var benchWaveSizes = map[int]int{1: 4, 2: 4, 3: 3}
 //   - The agents' requests during each rollout (the ConfigMap update until
 //     every node published Applied and said InSync again), and over an idle
 //     window after it that holds an hour of the default periods; the
-//     Leases watch the gate keeps open, its events and bytes.
-//   - The API server's CPU per Lease renewal delivered to one such watch
-//     (leaseWatchCost), with the agents stopped.
+//     events the gate's Leases watch receives (only the Leases of nodes
+//     that rolled a revision back: none, while every change is good).
+//   - A bad revision (benchBadRevision): the canary's rollback on a
+//     sandbox failure in its soak and the later waves' halt, their times
+//     and requests, and the Lease events the rollback delivers.
+//   - The API server's CPU per Lease update delivered to one such watch,
+//     and per Lease update offered to a watch whose selector it does not
+//     match (leaseWatchCost), with the agents stopped.
 func BenchmarkRolloutWaves(b *testing.B) {
 	scale := time.Duration(*idleScale)
 	resync, check, window := 5*time.Minute/scale, 10*time.Minute/scale, time.Hour/scale
@@ -66,12 +73,13 @@ func BenchmarkRolloutWaves(b *testing.B) {
 	fmt.Printf("rollout start-up, requests per node: %s\n", startup.perNode(nodes))
 
 	lags := map[int][]time.Duration{} // per wave, every node of every rollout
+	var mtu string
 	done := map[int][]time.Duration{} // per wave, its last node, per rollout
 	var canary []time.Duration        // the update sent → the canary's file
 	first, later := newTally(), newTally()
 	b.ResetTimer()
 	for i := range benchRollouts {
-		mtu := strconv.Itoa(1440 - 10*i)
+		mtu = strconv.Itoa(1440 - 10*i)
 		want := `"mtu": ` + mtu + `,`
 		before := sumTallies(proxies)
 		sent := time.Now()
@@ -132,6 +140,7 @@ func BenchmarkRolloutWaves(b *testing.B) {
 	for n, p := range proxies {
 		idle.add(p.Snapshot().minus(idle0[n]))
 	}
+	bad := benchBadRevision(b, r, proxies, rev, mtu)
 	for _, a := range r.agents {
 		a.stop()
 	}
@@ -149,9 +158,20 @@ func BenchmarkRolloutWaves(b *testing.B) {
 	fmt.Printf("rollout first change, requests per node: %s\n", first.perNode(nodes))
 	fmt.Printf("rollout each later change, requests per node: %s\n", later.perNode(nodes*(benchRollouts-1)))
 	fmt.Printf("rollout first change, Leases read per node: %s\n", leaseReads(first, nodes))
+	fmt.Printf("rollout each later change, Leases read per node: %s\n", leaseReads(later, nodes*(benchRollouts-1)))
 	b.ReportMetric(float64(gateReads(first)+gateWrites(first))/float64(nodes), "gate-requests/node/first-change")
 	b.ReportMetric(float64(gateReads(later)+gateWrites(later))/float64(nodes*(benchRollouts-1)), "gate-requests/node/later-change")
+	if ev := leaseEvents(first) + leaseEvents(later); ev > 0 {
+		b.Errorf("the gates' Lease watches received %d Lease events during the good changes, want none: no Lease carries %s", ev, rollout.ClosedLabel)
+	}
 	reportLeaseWatch(b, idle, nodes, window, scale, costs)
+	bad.report(b, nodes, scale, costs)
+}
+
+// leaseEvents are the Lease events (not bookmarks) a tally's watches
+// received.
+func leaseEvents(t tally) int {
+	return t.Events["leases ADDED"] + t.Events["leases MODIFIED"] + t.Events["leases DELETED"]
 }
 
 // startBenchRollout labels the env's node a canary, adds the nodes of
