@@ -44,12 +44,7 @@ func TestWrongMTUCaughtOnTheCanary(t *testing.T) {
 	c := newCluster(t)
 	const ns = "kube-system"
 	inst := manifestV332
-	c.applyInstall(inst.fixture, inst.edits...)
-	inst.prepare(c)
-	archive, _ := c.agentArchive()
-	if err := c.node.ImportImage(archive); err != nil {
-		t.Fatal(err)
-	}
+	inst.setUp(c)
 	patch := []byte(`{"metadata":{"labels":{"` + canaryLabel + `":"true"}}}`)
 	if _, err := c.cp.Client.CoreV1().Nodes().Patch(c.ctx, Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)

@@ -27,12 +27,7 @@ import (
 func TestForbiddenOnTheRealNode(t *testing.T) {
 	c := newCluster(t)
 	inst := manifestV332
-	c.applyInstall(inst.fixture, inst.edits...)
-	inst.prepare(c)
-	archive, _ := c.agentArchive()
-	if err := c.node.ImportImage(archive); err != nil {
-		t.Fatal(err)
-	}
+	inst.setUp(c)
 	// The manifests with the sandbox-probe Component, as an operator adds
 	// it: the flag and the grant to read the kubelet's Events.
 	want := []string{"--probe-on-sandbox-failure", "--credential-probe=true", "--token-check-period=1h"}

@@ -28,6 +28,19 @@ type install struct {
 	prepare func(c *cluster)
 }
 
+// setUp applies the install, creates what its users had, and imports the
+// agent's image into the node's containerd. It returns the image's tag.
+func (inst install) setUp(c *cluster) string {
+	c.t.Helper()
+	c.applyInstall(inst.fixture, inst.edits...)
+	inst.prepare(c)
+	archive, tag := c.agentArchive()
+	if err := c.node.ImportImage(archive); err != nil {
+		c.t.Fatal(err)
+	}
+	return tag
+}
+
 // calicoV3Unauthorized is the seed's event, as the kubelet words it.
 const calicoV3Unauthorized = `failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized`
 

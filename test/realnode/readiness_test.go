@@ -25,12 +25,7 @@ func TestReadinessLine(t *testing.T) {
 	c := newCluster(t)
 	const ns = "kube-system"
 	inst := manifestV332
-	c.applyInstall(inst.fixture, inst.edits...)
-	inst.prepare(c)
-	archive, _ := c.agentArchive()
-	if err := c.node.ImportImage(archive); err != nil {
-		t.Fatal(err)
-	}
+	inst.setUp(c)
 	c.mustKubectl("apply", "--server-side", "-k", filepath.Join(c.node.repo, inst.manifests))
 	c.agentPod(ns, 3*time.Minute)
 	c.waitCondition("InSync", time.Minute)

@@ -46,13 +46,7 @@ func seedStory(t *testing.T, inst install) {
 		}
 		return false, nil
 	})
-	c.applyInstall(inst.fixture, inst.edits...)
-	inst.prepare(c)
-
-	archive, tag := c.agentArchive()
-	if err := c.node.ImportImage(archive); err != nil {
-		t.Fatal(err)
-	}
+	tag := inst.setUp(c)
 	deployed := time.Now()
 	c.mustKubectl("apply", "--server-side", "-k", filepath.Join(c.node.repo, inst.manifests))
 	pod := c.agentPod(agentNS, 3*time.Minute)
