@@ -54,7 +54,7 @@ func stringKeyed(v any, path string) (any, error) {
 		for _, item := range t {
 			k, ok := item.Key.(string)
 			if !ok {
-				return nil, fmt.Errorf("the key %v at %s is a %T, not a string: it can be read more than one way", item.Key, pathOrTop(path), item.Key)
+				return nil, fmt.Errorf("the key %v at %s is not a string (YAML reads it as %T): it can be read more than one way; quote it", item.Key, pathOrTop(path), item.Key)
 			}
 			val, err := stringKeyed(item.Value, path+"."+k)
 			if err != nil {
