@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calico-cni-sync/calico-cni-sync/cniconf"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/reconcile"
 	"github.com/calico-cni-sync/calico-cni-sync/sync/sandbox"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,9 +47,12 @@ func (a *Agent) soak(ctx context.Context, ro *reconcile.Rollout) {
 		if f.At.Before(since) {
 			return
 		}
-		why := fmt.Sprintf("pod %s failed its sandbox at %s (FailedCreatePodSandBox): %s", f.Pod, f.At.UTC().Format(time.RFC3339), firstLine(f.Message))
+		// The plugin's words reach the Lease, an event and the log: a
+		// token in them is masked like any other.
+		msg := cniconf.Redact(f.Message)
+		why := fmt.Sprintf("pod %s failed its sandbox at %s (FailedCreatePodSandBox): %s", f.Pod, f.At.UTC().Format(time.RFC3339), firstLine(msg))
 		if a.reconciler.Rollbacks.Unhealthy(rev, why) {
-			a.logger.Warn("a pod's sandbox failed on this node after it applied a revision in waves; putting the files back", "revision", rev, "pod", f.Pod, "message", f.Message)
+			a.logger.Warn("a pod's sandbox failed on this node after it applied a revision in waves; putting the files back", "revision", rev, "pod", f.Pod, "message", msg)
 			a.queue.Trigger("revision unhealthy")
 		}
 	}

@@ -49,8 +49,13 @@ func TestCanaryRollsBackOnSandboxFailure(t *testing.T) {
 	})
 	rev := applied[r.canary].Revision
 	// A pod on the canary fails its sandbox after the change.
+	// Its message carries a token (a plugin that prints its request): the
+	// Lease, the condition and the event mask it.
+	const leaked = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJsZWFrZWQifQ.c2lnbmF0dXJl"
 	failedAt := time.Now()
-	_, err := e.client.CoreV1().Events(e.ns).Create(e.ctx, kubeletSandboxFailure(e.ns, "web-0", r.canary, failedAt), metav1.CreateOptions{})
+	ev := kubeletSandboxFailure(e.ns, "web-0", r.canary, failedAt)
+	ev.Message = "Bearer " + leaked + ": " + ev.Message
+	_, err := e.client.CoreV1().Events(e.ns).Create(e.ctx, ev, metav1.CreateOptions{})
 	must(t, err)
 
 	e.waitFile(r.nets[r.canary], "10-calico.conflist", "the canary put its conflist back", func(s string) bool { return s == before[r.canary] })
@@ -68,8 +73,13 @@ func TestCanaryRollsBackOnSandboxFailure(t *testing.T) {
 	if !strings.Contains(got[r.canary].Reason, "connection is unauthorized") {
 		t.Errorf("the canary's reason %q does not carry the kubelet's message", got[r.canary].Reason)
 	}
-	e.waitEvent(r.canary, "RolledBack", rev)
-	e.waitCondition(r.canary, corev1.ConditionFalse, "RolloutWaiting", "rolled back", rev, "web-0")
+	rolled := e.waitEvent(r.canary, "RolledBack", rev)
+	c := e.waitCondition(r.canary, corev1.ConditionFalse, "RolloutWaiting", "rolled back", rev, "web-0")
+	for what, text := range map[string]string{"Lease": got[r.canary].Reason, "event": rolled.Message, "condition": c.Message, "log": r.agents[r.canary].Output()} {
+		if strings.Contains(text, leaked) {
+			t.Errorf("the %s holds the token from the kubelet's message", what)
+		}
+	}
 	for n := range r.waves {
 		if n != r.canary {
 			e.waitEvent(n, "RolloutHalted", r.canary)
